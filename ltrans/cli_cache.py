@@ -1,0 +1,67 @@
+"""``ltrans cache ...``: list, verify and clear the content-addressed artifact store."""
+
+from __future__ import annotations
+
+import click
+
+from ltrans.cli import FORMAT, _emit, _store, cli
+from ltrans.errors import UserError
+
+
+@cli.group()
+def cache() -> None:
+    """The artifact cache (trained base models, latents, synthesised data)."""
+
+
+@cache.command("ls")
+@FORMAT
+@click.pass_context
+def cache_ls(ctx: click.Context, fmt: str) -> None:
+    """Every cached artifact: kind, name, key, size, creation time."""
+    from ltrans.artifacts import human_size
+
+    store = _store(ctx)
+    rows = [{"kind": e.kind, "name": e.name, "key": e.digest[:12], "size": human_size(e.size_bytes),
+             "size_bytes": e.size_bytes, "created": e.created, "path": str(e.path)}
+            for e in store.entries()]
+    if fmt == "table":
+        click.echo(f"cache: {store.root} ({len(rows)} artifacts)")
+    _emit(rows, ["kind", "name", "key", "size", "created"], fmt)
+
+
+@cache.command("verify")
+@click.option("--fix", is_flag=True, help="Remove the artifacts that fail, so the next run rebuilds them.")
+@click.pass_context
+def cache_verify(ctx: click.Context, fix: bool) -> None:
+    """Re-hash every cached file against its manifest; exit 1 if any is corrupted."""
+    store = _store(ctx)
+    results = store.verify_all()
+    bad = [(e, problem) for e, problem in results if problem]
+    for entry, problem in bad:
+        click.echo(f"CORRUPT {entry.kind}/{entry.name}-{entry.digest[:12]}: {problem}")
+        if fix:
+            store.remove(entry.digest)
+            click.echo(f"  removed {entry.path}")
+    click.echo(f"{len(results) - len(bad)} ok, {len(bad)} corrupted")
+    if bad and not fix:
+        raise click.exceptions.Exit(1)
+
+
+@cache.command("clear")
+@click.option("--kind", default=None, help="Only this kind (dataset, base_model, classifier, latents).")
+@click.option("--key", "key", default=None, help="Only the artifact whose key starts with this.")
+@click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.pass_context
+def cache_clear(ctx: click.Context, kind: str | None, key: str | None, yes: bool) -> None:
+    """Remove cached artifacts (all of them unless --kind or --key narrows it)."""
+    store = _store(ctx)
+    if key:
+        removed = store.remove(key)
+        if not removed:
+            raise UserError(f"no cached artifact has a key starting with {key!r}; see `ltrans cache ls`")
+        click.echo(f"removed {removed}")
+        return
+    what = f"all {kind} artifacts" if kind else "every artifact"
+    if not yes and not click.confirm(f"Remove {what} under {store.root}?", default=False):
+        raise click.exceptions.Abort()
+    click.echo(f"removed {store.clear(kind=kind)} artifacts")
