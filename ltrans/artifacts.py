@@ -13,6 +13,7 @@ import fcntl
 import hashlib
 import io
 import json
+import math
 import os
 import re
 import secrets
@@ -64,7 +65,7 @@ def _canonical(value: object, where: str) -> object:
     if value is None or isinstance(value, (str, bool, int)):
         return value
     if isinstance(value, float):
-        if value != value or value in (float("inf"), float("-inf")):
+        if not math.isfinite(value):
             raise TypeError(f"key part {where} is {value}, which has no canonical JSON form")
         return value
     if isinstance(value, (list, tuple)):
@@ -105,8 +106,11 @@ def _fsync_dir(path: Path) -> None:
 
 
 @contextmanager
-def _atomic_file(path: Path) -> Iterator[io.BufferedWriter]:
-    """A binary file that replaces path only if the with-block finishes; else path is untouched."""
+def atomic_open(path: Path) -> Iterator[io.BufferedWriter]:
+    """A binary file that replaces path only if the with-block finishes; else path is untouched.
+
+    For writers that want a file object, e.g. ``with atomic_open(p) as f: torch.save(state, f)``.
+    """
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
@@ -123,7 +127,7 @@ def _atomic_file(path: Path) -> Iterator[io.BufferedWriter]:
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write data to path so that readers see the old file or the new one, never a part."""
-    with _atomic_file(path) as f:
+    with atomic_open(path) as f:
         f.write(data)
 
 
@@ -142,7 +146,7 @@ def save_arrays(path: Path, **arrays: np.ndarray) -> None:
     for k, v in values.items():
         if v.dtype.hasobject:
             raise TypeError(f"array {k!r} has dtype {v.dtype}; object arrays cannot be stored without pickle")
-    with _atomic_file(Path(path)) as f:  # a file object keeps numpy from appending ".npz"
+    with atomic_open(Path(path)) as f:  # a file object keeps numpy from appending ".npz"
         np.savez(f, allow_pickle=False, **values)
 
 
@@ -152,7 +156,7 @@ def load_arrays(path: Path) -> dict[str, np.ndarray]:
         return {k: npz[k] for k in npz.files}
 
 
-def human_size(n: int | float) -> str:
+def human_size(n: float) -> str:
     """A byte count for listings: 512 B, 1.5 KiB, 3.2 GiB."""
     for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
         if abs(n) < 1024 or unit == "TiB":
@@ -194,7 +198,8 @@ def _record_files(root: Path) -> dict[str, dict]:
     record = {}
     for rel, path in sorted(_files_under(root).items()):
         if path.is_symlink() or not path.is_file():
-            raise ValueError(f"artifact build wrote {rel!r}, which is not a regular file (links are not stored)")
+            raise ValueError(f"artifact build wrote {rel!r}, which is not a regular file "
+                             "(links are not stored)")
         fd = os.open(path, os.O_RDONLY)
         try:
             os.fsync(fd)
@@ -204,16 +209,20 @@ def _record_files(root: Path) -> dict[str, dict]:
     return record
 
 
+class _BadManifest(Exception):
+    """The manifest cannot be used; the message says why."""
+
+
 def _read_manifest(path: Path) -> dict:
-    """The manifest of artifact dir path; ValueError says why it cannot be used."""
+    """The manifest of artifact dir path; _BadManifest says why it cannot be used."""
     try:
         manifest = json.loads((path / MANIFEST).read_text())
     except FileNotFoundError:
-        raise ValueError(f"{MANIFEST} is missing") from None
+        raise _BadManifest(f"{MANIFEST} is missing") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise ValueError(f"{MANIFEST} is unreadable ({err})") from None
+        raise _BadManifest(f"{MANIFEST} is unreadable ({err})") from None
     if not isinstance(manifest, dict) or not isinstance(manifest.get("files"), dict):
-        raise ValueError(f"{MANIFEST} has no 'files' table")
+        raise _BadManifest(f"{MANIFEST} has no 'files' table")
     return manifest
 
 
@@ -223,12 +232,13 @@ def _problems(path: Path, digest: str | None) -> list[str]:
         return ["the artifact directory is missing"]
     try:
         expected = _read_manifest(path)
-    except ValueError as err:
+    except _BadManifest as err:
         return [str(err)]
     if digest is not None and expected.get("digest") != digest:
         return [f"{MANIFEST} is for key {str(expected.get('digest'))[:12]}, not {digest[:12]}"]
     actual = _files_under(path)
-    problems = [f"{rel} is not in the manifest (extra file)" for rel in sorted(set(actual) - set(expected["files"]))]
+    extra = sorted(set(actual) - set(expected["files"]))
+    problems = [f"{rel} is not in the manifest (extra file)" for rel in extra]
     for rel, want in sorted(expected["files"].items()):
         problems += _file_problems(rel, actual.get(rel), want)
     return problems
@@ -334,8 +344,8 @@ class Store:
             matches = [e.path for e in self.entries() if e.digest.startswith(prefix)]
         if len(matches) > 1:
             names = ", ".join(f"{p.parent.name}/{p.name}" for p in matches)
-            raise UserError(f"key prefix {key_or_digest_prefix!r} matches {len(matches)} artifacts ({names}); "
-                            "give more characters")
+            raise UserError(f"key prefix {key_or_digest_prefix!r} matches {len(matches)} artifacts "
+                            f"({names}); give more characters")
         if not matches:
             return None
         self._delete(matches[0])
@@ -428,13 +438,13 @@ class Store:
     def _entry(self, path: Path) -> Entry:
         try:
             manifest = _read_manifest(path)
-        except ValueError:
+        except _BadManifest:
             manifest = {}  # still listed, so that `cache verify` reports it and `--fix` removes it
         name, _, d12 = path.name.rpartition("-")
         size = sum(p.lstat().st_size for p in path.rglob("*") if not p.is_dir() or p.is_symlink())
-        return Entry(kind=path.parent.name, name=manifest.get("name", name), digest=manifest.get("digest", d12),
-                     path=path, size_bytes=size, created=manifest.get("created", ""),
-                     parts=manifest.get("parts", {}))
+        return Entry(kind=path.parent.name, name=manifest.get("name", name),
+                     digest=manifest.get("digest", d12), path=path, size_bytes=size,
+                     created=manifest.get("created", ""), parts=manifest.get("parts", {}))
 
     def _delete(self, path: Path) -> None:
         """Remove a file or tree inside root; an artifact first leaves its final name atomically."""

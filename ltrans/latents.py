@@ -6,6 +6,7 @@ prior samples kept for the domain classifier's confidence, with ``std = 0`` and 
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import torch
@@ -50,13 +51,22 @@ class LatentSplit:
     record: dict
 
 
-# GAN latents (DESIGN.md section 1): the paper keeps the 1,700 most confident of >= 7,000 prior samples
-# per class (~24%). Scaled to the embedded data: 20,000 samples (~2,000 per class) and the 500 most
-# confident per class (25%), split 400/100 like the embedded MNIST digits.
-GAN_SAMPLES = 20_000
-GAN_KEEP_PER_CLASS = 500
-GAN_TEST_PER_CLASS = 100
-GAN_MIN_CONFIDENCE = 0.9
+@dataclass(frozen=True)
+class GanSelection:
+    """How GAN latents are chosen: ``samples`` prior draws, the ``keep`` most confident per class
+    (each at least ``min_confidence``), ``test`` of them per class held out."""
+
+    samples: int
+    keep: int
+    test: int
+    min_confidence: float
+
+
+# The paper keeps the 1,700 most confident of >= 7,000 prior samples per class (~24%). Scaled to the
+# embedded data: 20,000 samples (~2,000 per class), the 500 most confident per class (25%), split
+# 400/100 like the embedded MNIST digits. "tiny" base models (tests) keep few, with no threshold.
+GAN_SELECTION = {"full": GanSelection(20_000, 500, 100, 0.9), "tiny": GanSelection(2_000, 20, 5, 0.0)}
+GAN_MIN_CONFIDENCE = GAN_SELECTION["full"].min_confidence
 LATENTS_FORMAT = 1
 
 
@@ -155,8 +165,8 @@ def latent_dataset(name: str, *, store=None, preset: str = "full", device: str =
     clf = None
     if spec.kind == "gan":
         clf = zoo.classifier(spec.domain, store=store, preset=preset, device=device, progress=progress)
-        parts |= {"classifier": clf.record["key"], "samples": GAN_SAMPLES, "keep": GAN_KEEP_PER_CLASS,
-                  "test": GAN_TEST_PER_CLASS, "min_confidence": GAN_MIN_CONFIDENCE}
+        selection = GAN_SELECTION[preset]
+        parts |= {"classifier": clf.record["key"], **dataclasses.asdict(selection)}
     key = make_key("latents", name, **parts)
 
     def build(directory) -> None:
@@ -167,9 +177,10 @@ def latent_dataset(name: str, *, store=None, preset: str = "full", device: str =
             test = vae_latents(base.module, to_model_space(spec.domain, split.test.x),
                                torch.from_numpy(split.test.y))
         else:
-            kept = gan_latents(base.module, clf.module, n_samples=GAN_SAMPLES,
-                               keep_per_class=GAN_KEEP_PER_CLASS, seed=seed)
-            train, test = _split_per_class(kept, GAN_TEST_PER_CLASS, seed)
+            kept = gan_latents(base.module, clf.module, n_samples=selection.samples,
+                               keep_per_class=selection.keep, seed=seed,
+                               min_confidence=selection.min_confidence)
+            train, test = _split_per_class(kept, selection.test, seed)
         record = {"name": name, "domain": spec.domain, "kind": spec.kind, "key": key.digest, **parts,
                   "n_train": len(train), "n_test": len(test), "latent_dim": spec.latent_dim}
         _save(directory, LatentSplit(train, test, record))

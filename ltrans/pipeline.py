@@ -36,12 +36,15 @@ class TrialConfig:
     seed: int = 0
     n_eval: int = 1000  # class-balanced held-out examples per direction (all if fewer)
     procrustes: str = "orthogonal"  # or "lstsq"; only for method == "procrustes"
+    base: str = "full"  # base-model preset: "full", or "tiny" (seconds to train; tests and smoke runs)
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
             raise ValueError(f"method must be one of {METHODS}, got {self.method!r}")
         if self.n_eval < 10:
             raise ValueError(f"n_eval must be >= 10, got {self.n_eval}")
+        if self.base not in ("full", "tiny"):
+            raise ValueError(f"base must be 'full' or 'tiny', got {self.base!r}")
         PAIRS[self.pair]  # unknown pair -> UserError listing the known ones
 
 

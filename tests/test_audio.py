@@ -65,14 +65,15 @@ def test_model_space_is_a_fixed_invertible_map_inside_the_clamp(digits):
 
 
 def test_griffin_lim_round_trip_recovers_the_spectrogram(digits):
-    target = audio.log_mel(digits)
-    rebuilt = audio.griffin_lim(target, n_iter=64, generator=torch.Generator().manual_seed(0))
-    assert rebuilt.shape == (10, N_SAMPLES)
+    target = audio.log_mel(digits[[0, 6, 7]])  # "zero", "six", "seven": voiced, fricative, both
+    rebuilt = audio.griffin_lim(target, n_iter=32, generator=torch.Generator().manual_seed(0))
+    assert rebuilt.shape == (3, N_SAMPLES)
     error = (audio.log_mel(rebuilt) - target).abs().mean().item()
     few = audio.log_mel(audio.griffin_lim(target, n_iter=2, generator=torch.Generator().manual_seed(0)))
-    assert error < 0.3  # measured 0.19 nats (0.8 dB) mean absolute log-mel difference
+    # Measured on all ten digits: 0.20 / 0.19 / 0.187 nats (about 0.8 dB) after 16 / 32 / 64 iterations.
+    assert error < 0.3
     assert error < (few - target).abs().mean().item()  # iterating helps
-    again = audio.griffin_lim(target, n_iter=64, generator=torch.Generator().manual_seed(0))
+    again = audio.griffin_lim(target, n_iter=32, generator=torch.Generator().manual_seed(0))
     assert torch.equal(rebuilt, again)
 
 
@@ -104,7 +105,9 @@ def test_stereo_is_averaged(tmp_path):
 def _float_wav(path) -> None:
     data = np.zeros(10, "<f4").tobytes()
     fmt = struct.pack("<HHIIHH", 3, 1, SAMPLE_RATE, SAMPLE_RATE * 4, 4, 32)  # format 3: IEEE float
-    body = b"WAVE" + b"fmt " + struct.pack("<I", len(fmt)) + fmt + b"data" + struct.pack("<I", len(data)) + data
+    body = (
+        b"WAVE" + b"fmt " + struct.pack("<I", len(fmt)) + fmt + b"data" + struct.pack("<I", len(data)) + data
+    )
     path.write_bytes(b"RIFF" + struct.pack("<I", len(body)) + body)
 
 

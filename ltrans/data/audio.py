@@ -135,9 +135,7 @@ def mel_to_magnitude(log_mel_spec: Tensor) -> Tensor:
     return power.clamp(min=0.0).sqrt()
 
 
-def griffin_lim(
-    log_mel_spec: Tensor, n_iter: int = 64, generator: torch.Generator | None = None
-) -> Tensor:
+def griffin_lim(log_mel_spec: Tensor, n_iter: int = 64, generator: torch.Generator | None = None) -> Tensor:
     """Waves (n, N_SAMPLES) whose log-mel approximates ``log_mel_spec`` (n, 64, 64), by fast Griffin-Lim.
 
     The initial phase is uniform random from ``generator``, or zero without one; either way the result

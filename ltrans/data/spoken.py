@@ -57,8 +57,16 @@ class _Espeak:
         self._lib.espeak_Initialize.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_char_p, ctypes.c_int]
         self._lib.espeak_SetVoiceByName.argtypes = [ctypes.c_char_p]
         self._lib.espeak_ng_SetRandSeed.argtypes = [ctypes.c_long]
-        self._lib.espeak_Synth.argtypes = [ctypes.c_char_p, ctypes.c_size_t, ctypes.c_uint, ctypes.c_int,
-                                           ctypes.c_uint, ctypes.c_uint, ctypes.c_void_p, ctypes.c_void_p]
+        self._lib.espeak_Synth.argtypes = [
+            ctypes.c_char_p,
+            ctypes.c_size_t,
+            ctypes.c_uint,
+            ctypes.c_int,
+            ctypes.c_uint,
+            ctypes.c_uint,
+            ctypes.c_void_p,
+            ctypes.c_void_p,
+        ]
         data = espeakng_loader.get_data_path().encode()
         rate = self._lib.espeak_Initialize(_AUDIO_OUTPUT_SYNCHRONOUS, 0, data, 0)
         if rate != _ESPEAK_RATE:
@@ -139,11 +147,19 @@ def make_spoken_digits(n_per_class: int, seed: int) -> Examples:
     return Examples(x, y)
 
 
-def _load_embedded(request: LoadRequest, n_per_class: int = DEFAULT_N_PER_CLASS) -> Examples:
+def _load_embedded(request: LoadRequest) -> Examples:
+    """The synthetic dataset from the artifact store, synthesised on the first call (~25 s)."""
     from ltrans.artifacts import load_arrays, make_key, save_arrays
 
-    key = make_key("dataset", "spoken_digits", n_per_class=n_per_class, seed=SYNTH_SEED,
-                   format_version=FORMAT_VERSION, espeakng_loader=espeak_version())
+    n_per_class = DEFAULT_N_PER_CLASS
+    key = make_key(
+        "dataset",
+        "spoken_digits",
+        n_per_class=n_per_class,
+        seed=SYNTH_SEED,
+        format_version=FORMAT_VERSION,
+        espeakng_loader=espeak_version(),
+    )
 
     def build(tmp_dir: Path) -> None:
         data = make_spoken_digits(n_per_class, SYNTH_SEED)
@@ -164,7 +180,9 @@ def _digit_files(data_dir: Path) -> list[tuple[str, int]]:
     """(path relative to data_dir, label) of every digit clip, in a fixed order."""
     found = []
     for label, word in enumerate(CLASS_NAMES):  # Speech Commands: one folder per word
-        found += [(p.relative_to(data_dir).as_posix(), label) for p in sorted((data_dir / word).glob("*.wav"))]
+        found += [
+            (p.relative_to(data_dir).as_posix(), label) for p in sorted((data_dir / word).glob("*.wav"))
+        ]
     for part in ("train", "valid", "test"):  # SC09: flat folders, the word is the file name's prefix
         for p in sorted((data_dir / part).glob("*.wav")):
             word = p.name.split("_", 1)[0].lower()

@@ -7,7 +7,6 @@ Inception features: d^2 = |mu_x - mu_y|^2 + Tr(C_x + C_y - 2 (C_x C_y)^(1/2)).
 from __future__ import annotations
 
 import numpy as np
-from scipy import linalg
 
 
 def frechet_distance(x: np.ndarray, y: np.ndarray) -> float:
@@ -18,9 +17,14 @@ def frechet_distance(x: np.ndarray, y: np.ndarray) -> float:
     y = y.astype(np.float64)
     mu_x, mu_y = x.mean(0), y.mean(0)
     cov_x, cov_y = np.cov(x, rowvar=False), np.cov(y, rowvar=False)
-    root, _ = linalg.sqrtm(cov_x @ cov_y, disp=False)
-    if not np.isfinite(root).all():  # singular product: regularise both covariances slightly
-        eps = 1e-6 * np.eye(len(cov_x))
-        root = linalg.sqrtm((cov_x + eps) @ (cov_y + eps))
-    value = np.sum((mu_x - mu_y) ** 2) + np.trace(cov_x) + np.trace(cov_y) - 2 * np.trace(root.real)
+    value = np.sum((mu_x - mu_y) ** 2) + np.trace(cov_x) + np.trace(cov_y) - 2 * _trace_sqrt_product(cov_x, cov_y)
     return float(max(value, 0.0))
+
+
+def _trace_sqrt_product(a: np.ndarray, b: np.ndarray) -> float:
+    """Tr((A B)^(1/2)) for symmetric PSD A, B, as Tr((A^(1/2) B A^(1/2))^(1/2)): symmetric eigenvalue
+    problems only, so it stays real and stable when the covariances are singular."""
+    w, v = np.linalg.eigh(a)
+    root_a = (v * np.sqrt(np.clip(w, 0, None))) @ v.T
+    inner = np.linalg.eigvalsh(root_a @ b @ root_a)
+    return float(np.sqrt(np.clip(inner, 0, None)).sum())

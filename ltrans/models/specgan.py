@@ -60,12 +60,12 @@ class SpecGANConfig:
     """Defaults: the full model (~4 min on 2 CPU cores); ``tiny()`` is the test size."""
 
     latent_dim: int = 100  # the paper's (and WaveGAN's) prior dimension
-    width: int = 24  # channels of the 32x32 layer; DCGAN doubles them at each halving
-    steps: int = 3000  # generator updates, one discriminator update each
+    width: int = 16  # channels of the 32x32 layer; DCGAN doubles them at each halving
+    steps: int = 1500  # generator updates, one discriminator update each
     batch_size: int = 64
     lr: float = 2e-4  # DCGAN's Adam setting, betas (0.5, 0.999)
     ema_decay: float = 0.995  # generator weight average used as the final model
-    ema_start: int = 500  # begin averaging once the generator has left its random start
+    ema_start: int = 300  # begin averaging once the generator has left its random start
 
     def __post_init__(self) -> None:
         for name in ("latent_dim", "width", "steps", "batch_size"):

@@ -1,0 +1,5 @@
+"""``python -m ltrans`` runs the CLI."""
+
+from ltrans.cli import main
+
+main()

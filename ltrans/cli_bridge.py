@@ -1,0 +1,100 @@
+"""``ltrans bridge train``, ``ltrans translate`` and ``ltrans demo``: trials on the one path."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import click
+
+from ltrans.cli import _store, cli
+from ltrans.cli_models import DEVICE
+
+SETS = click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
+                    help="Override a trial setting, e.g. --set bridge.beta_swd=0.3 (repeatable).")
+
+
+def _pair_names() -> list[str]:
+    from ltrans.pairs import PAIRS
+
+    return PAIRS.names()
+
+
+def trial_config(pair: str, preset: str, sets: tuple[str, ...]):
+    """The preset's TrialConfig for ``pair`` with ``--set`` overrides applied."""
+    import ltrans.models  # noqa: F401  (registries)
+    from ltrans.config import override, parse_sets
+    from ltrans.presets import PRESETS
+
+    return override(PRESETS[preset](pair), parse_sets(sets))
+
+
+def train_and_write(ctx: click.Context, cfg, out: Path, device: str) -> dict:
+    """Prepare the pair, run one trial, write config.json, row.json and bridge.pt into ``out``."""
+    import torch
+
+    from ltrans.artifacts import atomic_write_json, atomic_write_text
+    from ltrans.models import zoo
+    from ltrans.pipeline import load_pair, run_trial
+
+    device = zoo.resolve_device(device)
+    click.echo(f"preparing pair {cfg.pair} (base models, classifiers, latents; cached after the first run)")
+    data = load_pair(cfg.pair, store=_store(ctx), preset=cfg.base, device=device, progress=True)
+    click.echo(f"training {cfg.method} for {cfg.bridge.steps} steps ...")
+    row, translator = run_trial(cfg, data, device=device)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(out / "config.json", dataclasses.asdict(cfg))
+    atomic_write_text(out / "row.json", row.to_json() + "\n")
+    if cfg.method == "bridge" and translator is not None:
+        torch.save({k: v.cpu() for k, v in translator.model.state_dict().items()}, out / "bridge.pt.tmp")
+        (out / "bridge.pt.tmp").replace(out / "bridge.pt")
+    return row.flat()
+
+
+@cli.group()
+def bridge() -> None:
+    """Bridges between two frozen base models."""
+
+
+@bridge.command("train")
+@click.argument("pair")
+@click.option("--preset", type=click.Choice(["paper", "smoke", "demo"]), default="paper", show_default=True)
+@SETS
+@click.option("-o", "--out", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Where to write config.json, row.json and bridge.pt (default runs/bridge/PAIR).")
+@DEVICE
+@click.pass_context
+def bridge_train(ctx: click.Context, pair: str, preset: str, sets: tuple[str, ...], out: Path | None,
+                 device: str) -> None:
+    """Train one bridge for PAIR and print its metrics row (JSON)."""
+    cfg = trial_config(pair, preset, sets)
+    row = train_and_write(ctx, cfg, out or Path("runs") / "bridge" / pair, device)
+    click.echo(json.dumps(_headline(row), indent=2))
+
+
+def _headline(row: dict) -> dict:
+    """The row without the confusion matrices (they are in row.json)."""
+    return {k: v for k, v in row.items() if not k.startswith("confusion_")}
+
+
+@cli.command()
+@click.option("-o", "--out", type=click.Path(file_okay=False, path_type=Path), default=Path("out/demo"),
+              show_default=True)
+@click.option("--pair", default="mnist_mnist", show_default=True)
+@DEVICE
+@click.pass_context
+def demo(ctx: click.Context, out: Path, pair: str, device: str) -> None:
+    """The main job on the embedded data: domains, frozen base models, latents, one bridge trial."""
+    from ltrans.cli_data import data_ls, show_examples
+    from ltrans.data import DATASETS, load_split
+
+    ctx.invoke(data_ls, fmt="table")
+    for name in DATASETS.names():
+        domain = DATASETS[name]
+        split = load_split(name, store=_store(ctx))
+        show_examples(domain.modality, split.train.x, split.train.y, list(domain.class_names), 8,
+                      out / "data", name)
+    row = train_and_write(ctx, trial_config(pair, "demo", ()), out / "trial", device)
+    click.echo(json.dumps(_headline(row), indent=2))
+    click.echo(f"wrote {out}/data (example grids and WAVs) and {out}/trial (config, metrics row, bridge)")

@@ -1,0 +1,109 @@
+"""``ltrans base ...``, ``ltrans latents ...``, ``ltrans bridge ...``, ``ltrans translate``, ``ltrans demo``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from ltrans.cli import FORMAT, _emit, _store, cli
+
+DEVICE = click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto",
+                      show_default=True, help="Where to train; auto picks CUDA when present.")
+PRESET = click.option("--preset", "base_preset", type=click.Choice(["full", "tiny"]), default="full",
+                      show_default=True, help="Base-model size: full, or tiny (seconds; for tests).")
+
+
+def _base_names() -> list[str]:
+    import ltrans.models  # noqa: F401  (fills the registries)
+    from ltrans.models.base import BASE_MODELS
+
+    return BASE_MODELS.names()
+
+
+@cli.group()
+def base() -> None:
+    """Frozen base generative models and domain classifiers."""
+
+
+@base.command("train")
+@click.argument("name")
+@PRESET
+@DEVICE
+@click.pass_context
+def base_train(ctx: click.Context, name: str, base_preset: str, device: str) -> None:
+    """Train base model NAME (and its domain classifier) once; later runs are cache hits."""
+    from ltrans.models import zoo
+    from ltrans.models.base import BASE_MODELS
+
+    _base_names()
+    spec = BASE_MODELS[name]
+    device = zoo.resolve_device(device)
+    for trained in (zoo.base_model(name, store=_store(ctx), preset=base_preset, device=device, progress=True),
+                    zoo.classifier(spec.domain, store=_store(ctx), preset=base_preset, device=device,
+                                   progress=True)):
+        r = trained.record
+        click.echo(f"{r['kind']} {r['name']}: {r['train_seconds']:.1f} s training, {json.dumps(r['info'])}")
+
+
+@base.command("ls")
+@PRESET
+@FORMAT
+@click.pass_context
+def base_ls(ctx: click.Context, base_preset: str, fmt: str) -> None:
+    """Every base model: domain, latent dim, status, training time, quality."""
+    from ltrans.models import zoo
+    from ltrans.models.base import BASE_MODELS, CLASSIFIERS
+
+    store = _store(ctx)
+    rows = []
+    for name in _base_names():
+        spec = BASE_MODELS[name]
+        record = zoo.is_trained(name, store=store, preset=base_preset)
+        rows.append({"name": name, "kind": spec.kind, "domain": spec.domain, "latent_dim": spec.latent_dim,
+                     "status": "trained" if record else "not trained",
+                     "train_s": round(record["train_seconds"], 1) if record else "",
+                     "quality": _quality(record), "info": record["info"] if record else None})
+    for domain in CLASSIFIERS.names():
+        record = zoo.is_trained(domain, store=store, preset=base_preset, kind="classifier")
+        rows.append({"name": f"classifier:{domain}", "kind": "classifier", "domain": domain, "latent_dim": "",
+                     "status": "trained" if record else "not trained",
+                     "train_s": round(record["train_seconds"], 1) if record else "",
+                     "quality": _quality(record), "info": record["info"] if record else None})
+    _emit(rows, ["name", "kind", "domain", "latent_dim", "status", "train_s", "quality"], fmt)
+
+
+def _quality(record: dict | None) -> str:
+    """The headline figure of a record: test accuracy, reconstruction error or sample confidence."""
+    if not record:
+        return ""
+    info = record["info"]
+    for key, label in (("test_accuracy", "test acc"), ("test_recon_mse", "test recon mse"),
+                       ("confident_fraction", "confident samples")):
+        if key in info:
+            return f"{label} {info[key]:.4g}"
+    return ""
+
+
+@cli.group()
+def latents() -> None:
+    """Cached latent datasets of the base models."""
+
+
+@latents.command("build")
+@click.argument("name")
+@PRESET
+@DEVICE
+@click.pass_context
+def latents_build(ctx: click.Context, name: str, base_preset: str, device: str) -> None:
+    """Encode (VAE) or sample and select (GAN) the latent dataset of base model NAME."""
+    from ltrans.latents import latent_dataset
+    from ltrans.models import zoo
+
+    _base_names()
+    split = latent_dataset(name, store=_store(ctx), preset=base_preset, device=zoo.resolve_device(device),
+                           progress=True)
+    r = split.record
+    click.echo(f"latents {name}: {r['n_train']} train / {r['n_test']} test, dim {r['latent_dim']}, "
+               f"key {r['key'][:12]}")

@@ -1,0 +1,42 @@
+"""Named experiments, one function each: ``paper(pair)`` and ``smoke(pair)``.
+
+paper: the authors' bridge setting for the pair (DESIGN.md section 1; ``ltrans.pairs``) over the
+full base models. ``ltrans bridge train mnist_mnist`` runs it (first run also trains the base
+models: about 3 minutes on 2 CPU cores; the bridge itself see the issue-4 closing note).
+smoke: the same code path at toy size, over the ``tiny`` base models: seconds on a CPU.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from ltrans.bridge.config import BridgeConfig
+from ltrans.pairs import PAIRS
+from ltrans.pipeline import TrialConfig
+from ltrans.registry import Registry
+
+PRESETS: Registry = Registry("preset")
+
+
+@PRESETS.register("paper")
+def paper(pair: str = "mnist_mnist") -> TrialConfig:
+    """The authors' setting for ``pair`` on the full base models."""
+    return TrialConfig(pair=pair, bridge=PAIRS[pair].paper, base="full")
+
+
+@PRESETS.register("smoke")
+def smoke(pair: str = "mnist_mnist") -> TrialConfig:
+    """Same path, toy size: a 2x64 bridge for 200 steps on tiny base models (seconds)."""
+    bridge = dataclasses.replace(PAIRS[pair].paper, n_layers=2, width=64, batch_size=128, steps=200,
+                                 eval_every=50, n_projections=32)
+    return TrialConfig(pair=pair, bridge=bridge, base="tiny", n_eval=200)
+
+
+@PRESETS.register("demo")
+def demo(pair: str = "mnist_mnist") -> TrialConfig:
+    """The main job's trial: the paper's architecture and losses, 1,500 steps (about a minute on CPU)."""
+    return TrialConfig(pair=pair, bridge=dataclasses.replace(PAIRS[pair].paper, steps=1500), base="full")
+
+
+def default_bridge() -> BridgeConfig:
+    return PAIRS["mnist_mnist"].paper

@@ -1,0 +1,114 @@
+"""The command line: exit codes, one-line user errors, listings and pictures."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import wave
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from ltrans import __version__
+from ltrans.cli import cli
+
+
+def run(*args: str):
+    return CliRunner().invoke(cli, list(args), catch_exceptions=False)
+
+
+def ltrans_process(*args: str, env_cache) -> subprocess.CompletedProcess:
+    import os
+
+    env = {**os.environ, "LTRANS_CACHE": str(env_cache)}
+    return subprocess.run([sys.executable, "-m", "ltrans", *args], capture_output=True, text=True, env=env,
+                          timeout=120)
+
+
+def test_version_and_help():
+    assert run("--version").output.strip().endswith(__version__)
+    result = run("--help")
+    assert result.exit_code == 0
+    for command in ("data", "cache", "demo"):
+        assert command in result.output
+
+
+def test_unknown_domain_is_one_line_exit_2_without_traceback(_session_cache):
+    proc = ltrans_process("data", "show", "mnits", "-o", str(_session_cache / "x"), env_cache=_session_cache)
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "unknown dataset 'mnits'" in lines[0] and "Did you mean 'mnist'" in lines[0]
+
+
+def test_missing_data_dir_names_the_dir_and_the_fix(tmp_path):
+    missing = tmp_path / "nowhere"
+    result = CliRunner().invoke(cli, ["data", "show", "mnist", "--data-dir", str(missing), "-o", str(tmp_path)])
+    assert result.exit_code == 2
+    assert str(missing) in result.output and "embedded" in result.output
+
+
+def test_data_ls_json_lists_every_domain_with_sizes():
+    result = run("data", "ls", "-f", "json")
+    assert result.exit_code == 0
+    rows = {r["name"]: r for r in json.loads(result.output)}
+    assert set(rows) == {"mnist", "animals", "digits8", "spoken_digits"}
+    assert (rows["mnist"]["train"], rows["mnist"]["test"]) == (4000, 1000)
+    assert (rows["animals"]["train"], rows["animals"]["test"]) == (8000, 2000)
+    assert rows["spoken_digits"]["modality"] == "audio" and rows["spoken_digits"]["classes"] == 10
+    assert rows["animals"]["class_names"][0] == "bear"
+
+
+def test_data_show_image_writes_a_grid_of_per_class_rows(tmp_path):
+    result = run("data", "show", "digits8", "-o", str(tmp_path), "--per-class", "3")
+    assert result.exit_code == 0
+    image = Image.open(tmp_path / "digits8.png")
+    assert image.size[1] >= 10 * 8 * 8            # 10 rows of 8x8 tiles scaled 8x
+    assert len(set(np.asarray(image.convert("L")).ravel().tolist())) > 10
+
+
+def test_data_show_audio_writes_wavs_and_a_spectrogram_grid(tmp_path):
+    result = run("data", "show", "spoken_digits", "-o", str(tmp_path), "--per-class", "1")
+    assert result.exit_code == 0
+    wavs = sorted(tmp_path.glob("*.wav"))
+    assert len(wavs) == 10 and (tmp_path / "spoken_digits_spectrograms.png").exists()
+    with wave.open(str(wavs[0])) as w:
+        assert (w.getframerate(), w.getnchannels(), w.getsampwidth(), w.getnframes()) == (16000, 1, 2, 16000)
+
+
+def test_cache_ls_verify_and_clear(tmp_path, store):
+    import shutil
+
+    from ltrans.data import load_split
+
+    load_split("spoken_digits", store=store)  # synthesised once per session, then copied
+    cache = str(tmp_path / "cache")
+    shutil.copytree(store.root / "dataset", tmp_path / "cache" / "dataset")
+    listing = json.loads(run("--cache-dir", cache, "cache", "ls", "-f", "json").output)
+    assert [e["name"] for e in listing] == ["spoken_digits"]
+    assert run("--cache-dir", cache, "cache", "verify").exit_code == 0
+    # Flip one byte of the cached clips: verify must report it and exit 1.
+    target = next(p for p in (tmp_path / "cache").rglob("*.npz"))
+    data = bytearray(target.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    target.write_bytes(bytes(data))
+    result = CliRunner().invoke(cli, ["--cache-dir", cache, "cache", "verify"])
+    assert result.exit_code == 1 and "CORRUPT" in result.output and target.name in result.output
+    # Reading the corrupted artifact is refused with exit 2 and the fix.
+    result = CliRunner().invoke(cli, ["--cache-dir", cache, "data", "show", "spoken_digits", "-o", str(tmp_path)])
+    assert result.exit_code == 2 and "cache clear" in result.output
+    assert run("--cache-dir", cache, "cache", "clear", "-y").exit_code == 0
+    assert json.loads(run("--cache-dir", cache, "cache", "ls", "-f", "json").output) == []
+
+
+@pytest.mark.parametrize("args, message", [
+    (["data", "show", "mnist"], "Missing option"),
+    (["data", "show", "mnist", "-o", "x", "--per-class", "0"], "--per-class"),
+    (["cache", "clear", "--key", "ffffffffffff"], "no cached artifact"),
+])
+def test_bad_usage_exits_2(args, message, tmp_path):
+    result = CliRunner().invoke(cli, ["--cache-dir", str(tmp_path), *args])
+    assert result.exit_code == 2 and message in result.output
