@@ -133,8 +133,12 @@ def _clip(label: int, rng: np.random.Generator) -> np.ndarray:
     start = int(offset_fraction * (N_SAMPLES - len(word)))
     x[start : start + len(word)] = word
     x += noise * np.sqrt(np.mean(word**2) / 10 ** (snr_db / 10))
-    # Quantise like a 16-bit WAV so that the cached int16 copy is exact.
-    return (np.round(np.clip(x, -1.0, 1.0) * 32767) / 32767).astype(np.float32)
+    # Quantise like a 16-bit WAV, by the same operation as the cache's reader, so the cache is exact.
+    return _from_pcm(np.round(np.clip(x, -1.0, 1.0) * 32767).astype(np.int16))
+
+
+def _from_pcm(pcm: np.ndarray) -> np.ndarray:
+    return pcm.astype(np.float32) / np.float32(32767)
 
 
 def make_spoken_digits(n_per_class: int, seed: int) -> Examples:
@@ -167,7 +171,7 @@ def _load_embedded(request: LoadRequest) -> Examples:
         save_arrays(tmp_dir / "spoken_digits.npz", pcm=pcm, y=data.y)
 
     arrays = load_arrays(request.store.get_or_create(key, build) / "spoken_digits.npz")
-    return Examples(arrays["pcm"].astype(np.float32) / 32767, arrays["y"].astype(np.int64))
+    return Examples(_from_pcm(arrays["pcm"]), arrays["y"].astype(np.int64))
 
 
 _LAYOUT = (
