@@ -10,13 +10,13 @@ CPU minutes, while spectral norm costs almost nothing and trains stably at 1:1. 
 feature in the discriminator (Karras et al. 2018) and an EMA of the generator's weights (Yazici et al.
 2019) counter mode dropping and sample jitter, which matter because the bridge needs every word.
 
-This module also holds the conv stacks that ``spoken.py`` reuses and the waveform -> model-space
-conversion both use.
+This module also holds the conv stacks that ``spoken.py``'s VAE reuses.
 """
 
 from __future__ import annotations
 
 import copy
+import itertools
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,14 +29,12 @@ from ltrans.models.base import BASE_MODELS, BaseSpec
 from ltrans.models.classifier import build_seeded, progress_bar
 from ltrans.models.space import to_model_space
 
-SIDE = 64  # model-space spectrograms are (64, 64): 64 mel bands x 64 frames (ltrans.data.audio)
-
 
 def up_stack(latent_dim: int, width: int, batch_norm: bool) -> nn.Sequential:
     """DCGAN generator body: z (n, latent_dim) -> logits (n, 1, 64, 64); channels 8w, 4w, 2w, w."""
     chans = [8 * width, 4 * width, 2 * width, width]
     layers: list[nn.Module] = [nn.Linear(latent_dim, chans[0] * 16), nn.Unflatten(1, (chans[0], 4, 4))]
-    for c_in, c_out in zip(chans, chans[1:] + [None]):
+    for c_in, c_out in zip(chans, chans[1:] + [None], strict=True):
         if batch_norm:
             layers.append(nn.BatchNorm2d(c_in))
         layers.append(nn.ReLU())
@@ -50,7 +48,7 @@ def down_stack(width: int, spectral: bool) -> nn.Sequential:
     wrap = nn.utils.parametrizations.spectral_norm if spectral else (lambda m: m)
     chans = [1, width, 2 * width, 4 * width, 8 * width]
     layers: list[nn.Module] = []
-    for c_in, c_out in zip(chans, chans[1:]):
+    for c_in, c_out in itertools.pairwise(chans):
         layers += [wrap(nn.Conv2d(c_in, c_out, 4, stride=2, padding=1)), nn.LeakyReLU(0.2)]
     return nn.Sequential(*layers)
 

@@ -21,7 +21,12 @@ from torch import nn
 from ltrans.data.base import Split
 from ltrans.models.base import BASE_MODELS, CLASSIFIERS, BaseSpec, ClassifierSpec
 from ltrans.models.classifier import (
-    ClassifierConfig, ImageClassifier, batch_indices, build_seeded, predict_logits, progress_bar,
+    ClassifierConfig,
+    ImageClassifier,
+    batch_indices,
+    build_seeded,
+    predict_logits,
+    progress_bar,
 )
 from ltrans.models.space import to_model_space
 from ltrans.models.specgan import down_stack, up_stack
@@ -148,7 +153,8 @@ class SpokenClassifierConfig:
             raise ValueError("augmentation sizes and weight_decay must be >= 0")
 
 
-TINY_CLASSIFIER = SpokenClassifierConfig(stages=((8,), (16,), (32,)), feature_dim=32, epochs=6, lr=5e-3)
+# Two epochs of batch 16 are ~300 steps on the full split; tests on 240 clips raise ``epochs``.
+TINY_CLASSIFIER = SpokenClassifierConfig(stages=((8,), (16,), (32,), (32,)), feature_dim=32, epochs=2, batch_size=16)
 
 
 def build_spoken_classifier(config: SpokenClassifierConfig) -> ImageClassifier:

@@ -1,0 +1,89 @@
+"""The sweep's progress display and learning-curve recorder: a Tune ``Callback`` on the driver.
+
+One line per finished trial: finished/budget, ok/pruned/failed, running, best so far. It also
+appends every intermediate report to the curves ledger and refreshes the parquet files now and then.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+from typing import Callable
+
+from ray import tune
+
+from ltrans.sweep import results
+
+PARQUET_EVERY_S = 10.0  # trials.parquet is a view: refresh it at most this often while running
+
+
+class Progress(tune.Callback):
+    """Prints progress and records curves; the searcher records the trials themselves."""
+
+    def __init__(self, spec, searcher, ledger: results.Ledger, run: Path, echo: Callable[[str], None]) -> None:
+        self.spec, self.searcher, self.ledger, self.run, self.echo = spec, searcher, ledger, run, echo
+        self.last_write = 0.0
+
+    def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
+        if result.get("final") or "step" not in result:
+            return
+        point = {k: v for k, v in result.items() if k.startswith("loss_") and _finite(v)}
+        self.ledger.record_curve({"number": trial.config.get("number"), "tune_trial_id": trial.trial_id,
+                                  "step": result["step"], "wall_s": result.get("wall_s"), **point})
+
+    def on_trial_complete(self, iteration, trials, trial, **info) -> None:
+        self._report(trials, trial)
+
+    def on_trial_error(self, iteration, trials, trial, **info) -> None:
+        entry = self.searcher.entries.get(trial.config.get("number"))
+        if entry is not None and entry["tune_trial_id"] == trial.trial_id:
+            entry["reason"] = f"Ray error after {self.spec.max_failures} retries: {_error(trial)}"
+            self.ledger.record_reason(entry["number"], entry["reason"])
+        self._report(trials, trial)
+
+    def on_experiment_end(self, trials, **info) -> None:
+        results.write_parquets(self.run)
+
+    def _report(self, trials, trial) -> None:
+        self.entries = self.searcher.entries
+        entry = self.entries.get(trial.config.get("number"))
+        if entry is None or entry["tune_trial_id"] != trial.trial_id:
+            return  # interrupted, not finished: resume runs it again
+        c = results.counts(self.entries)
+        running = len(self.searcher.live)
+        line = (f"[{self.spec.name}] {sum(c.values())}/{self.spec.budget} finished (ok {c['ok']}, pruned "
+                f"{c['pruned']}, failed {c['failed']}), {running} running | trial #{entry['number']} "
+                f"{entry['status']}{self._value(entry)}{self._best()}")
+        self.echo(line)
+        if time.monotonic() - self.last_write > PARQUET_EVERY_S:
+            results.write_parquets(self.run)
+            self.last_write = time.monotonic()
+
+    def _value(self, entry: dict) -> str:
+        if entry["status"] != "ok":
+            return f" ({entry['reason']})" if entry.get("reason") else ""
+        name = self.spec.objectives[0].name
+        return f" {name}={entry['metrics'].get(name, math.nan):.4g}"
+
+    def _best(self) -> str:
+        objective = self.spec.objectives[0]
+        scored = [(e["metrics"].get(objective.name), n) for n, e in self.entries.items()
+                  if e["status"] == "ok" and _finite(e["metrics"].get(objective.name))]
+        if not scored:
+            return ""
+        value, number = (max if objective.direction == "maximize" else min)(scored)
+        return f" | best {objective.name} {value:.4g} (trial #{number})"
+
+
+def _finite(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _error(trial) -> str:
+    """The last line of the trial's error text (the exception), or a pointer to the file."""
+    try:
+        text = Path(trial.error_file).read_text().strip().splitlines()
+        return text[-1][:300] if text else "unknown"
+    except (OSError, TypeError):
+        return f"see {trial.error_file}"

@@ -1,0 +1,196 @@
+"""Run and resume a sweep: prepare stage, Ray, our Optuna searcher, ASHA, the Tuner, the run folder.
+
+A run folder holds ``sweep.yaml`` (resolved), ``state.json`` (code version, attempts),
+``provenance.json``, ``optuna.db``, ``ledger/``, ``tune/attempt-N/`` (Ray Tune's standard layout, one
+experiment per start or resume), ``trials.parquet`` and ``curves.parquet``.
+
+Resume is ours, not ``Tuner.restore``: every start is a fresh Tune experiment whose searcher skips what
+the ledger says is finished and re-runs, with the same parameters, the trials a killed driver left
+RUNNING in Optuna. So a resume never re-runs a finished trial and ends at exactly the budget.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import yaml
+
+from ltrans.artifacts import atomic_write_json, atomic_write_text
+from ltrans.errors import UserError
+from ltrans.sweep import results
+from ltrans.sweep.spec import SweepSpec, load_spec
+
+STATE = "state.json"
+Echo = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How a start or resume ended."""
+
+    run: Path
+    budget: int
+    counts: dict[str, int]
+    best: list[dict] = field(default_factory=list)
+
+    @property
+    def finished(self) -> int:
+        return sum(self.counts.values())
+
+    @property
+    def interrupted(self) -> bool:
+        return self.finished < self.budget
+
+
+def create_run(spec_path: Path, out: Path | None, smoke: bool, argv: list[str]) -> Path:
+    """Validate the sweep and lay out a new run folder (nothing runs yet)."""
+    from ltrans.metrics.row import git_sha
+
+    spec = load_spec(spec_path, smoke=smoke)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    run = Path(out) if out else Path("runs") / "sweeps" / f"{spec.name}{'-smoke' if spec.smoke else ''}-{stamp}"
+    run = run.expanduser().resolve()  # Tune needs absolute storage paths
+    if (run / STATE).exists():
+        raise UserError(f"{run} already holds a sweep; continue it with `ltrans sweep resume {run}`")
+    run.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(run / "sweep.yaml", f"# resolved from {spec_path}\n"
+                      + yaml.safe_dump(spec.to_dict(), sort_keys=False))
+    # The code version is fixed at the first start: content keys stay stable across resumes.
+    state = {"code_version": git_sha(), "source": str(spec_path), "attempts": 0}
+    atomic_write_json(run / STATE, state)
+    results.write_provenance(run, state["code_version"], argv)
+    return run
+
+
+def load_run(run: Path) -> tuple[SweepSpec, dict]:
+    """The resolved spec and state of an existing run folder."""
+    run = Path(run)
+    if not (run / STATE).exists():
+        raise UserError(f"{run} is not a sweep run folder (no {STATE}); start one with `ltrans sweep run FILE`")
+    return load_spec(run / "sweep.yaml"), json.loads((run / STATE).read_text())
+
+
+def execute(run: Path, *, address: str | None = None, echo: Echo = print, cache_root: Path | None = None,
+            argv: list[str] | None = None) -> Outcome:
+    """Run the trials a run folder still owes, then write trials.parquet and curves.parquet."""
+    run = Path(run).resolve()
+    spec, state = load_run(run)
+    state["attempts"] += 1
+    atomic_write_json(run / STATE, state)
+    if state["attempts"] > 1:
+        results.write_provenance(run, state["code_version"], argv or sys.argv)
+    ledger = results.Ledger(run)
+    if len(ledger.trials()) < spec.budget:
+        pairs = prepare(spec, cache_root, echo)
+        started = init_ray(address)
+        try:
+            _fit(run, spec, state, ledger, pairs, echo, local=started)
+        finally:
+            if started:
+                import ray
+
+                ray.shutdown()
+    results.write_parquets(run)
+    trials = ledger.trials()
+    return Outcome(run, spec.budget, results.counts(trials), results.best_entries(trials, spec.objectives))
+
+
+def prepare(spec: SweepSpec, cache_root: Path | None, echo: Echo) -> dict:
+    """Load every pair's frozen models and latents once (trained and cached on first use)."""
+    from ltrans.artifacts import Store
+    from ltrans.pipeline import load_pair
+    from ltrans.sweep.trials import base_config
+
+    store = Store(cache_root)
+    bases = {d.key: d.choices for d in spec.space}.get("base", ())
+    out = {}
+    for pair in spec.pairs:
+        for base in sorted({base_config(spec, pair).base, *bases}):
+            echo(f"preparing {pair} ({base} base models, classifiers, latents; cached in {store.root})")
+            start = time.perf_counter()
+            out[f"{pair}/{base}"] = load_pair(pair, store=store, preset=base, progress=False)
+            echo(f"  ready in {time.perf_counter() - start:.1f} s")
+    return out
+
+
+def init_ray(address: str | None) -> bool:
+    """Join ``address`` or start a local Ray on 127.0.0.1 without dashboard; True if we started it."""
+    if address:
+        import ray
+
+        if not ray.is_initialized():
+            ray.init(address=address)
+        return False
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # no token prompt for a private local instance
+    # _node_ip_address="127.0.0.1" alone is turned into the host's routable IP on Linux and every
+    # server listens on all interfaces; this switch makes Ray bind to loopback (measured with `ss`).
+    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+    import ray
+    from ray._private import ray_constants
+
+    ray_constants.ENABLE_RAY_CLUSTER = False  # read from the environment when ray was first imported
+    if ray.is_initialized():
+        return False
+    ray.init(num_cpus=int(os.environ.get("LTRANS_RAY_CPUS", os.cpu_count() or 1)), include_dashboard=False,
+             _node_ip_address="127.0.0.1", log_to_driver=False)
+    return True
+
+
+def _fit(run: Path, spec: SweepSpec, state: dict, ledger: results.Ledger, pairs: dict, echo: Echo,
+         local: bool) -> None:
+    import ray
+    from ray import tune
+
+    from ltrans.sweep.progress import Progress
+    from ltrans.sweep.searcher import OptunaSearcher, PruneNotes, open_study
+    from ltrans.sweep.trainable import bridge_trial
+
+    if local and spec.resources.gpus > 0 and ray.cluster_resources().get("GPU", 0) == 0:
+        raise UserError(f"sweep {spec.name} asks for {spec.resources.gpus} GPU per trial but this machine has "
+                        "none; set resources.gpus: 0, use --smoke-test, or join a GPU cluster with --address")
+    notes = PruneNotes()
+    study = open_study(spec, f"sqlite:///{run}/optuna.db")
+    searcher = OptunaSearcher(spec, study, ledger, code_version=state["code_version"],
+                              attempt=state["attempts"], pruned=notes)
+    if searcher.remaining == 0:
+        return
+    echo(f"sweep {spec.name}: {searcher.finished} of {spec.budget} trials finished, "
+         f"{searcher.remaining} to run ({len(searcher.orphans)} interrupted ones again)")
+    resources = {"cpu": spec.resources.cpus, "gpu": spec.resources.gpus}
+    trainable = tune.with_resources(tune.with_parameters(bridge_trial, pairs=pairs), resources)
+    tuner = tune.Tuner(
+        trainable,
+        param_space={"device": "cuda" if spec.resources.gpus > 0 else "cpu"},
+        tune_config=tune.TuneConfig(
+            search_alg=searcher, scheduler=_scheduler(spec, notes), num_samples=searcher.remaining,
+            max_concurrent_trials=spec.max_concurrent, reuse_actors=True,
+            trial_dirname_creator=lambda trial: f"trial_{trial.trial_id}"),
+        run_config=tune.RunConfig(
+            name=f"attempt-{state['attempts']}", storage_path=str(run / "tune"), verbose=0,
+            failure_config=tune.FailureConfig(max_failures=spec.max_failures),
+            callbacks=[Progress(spec, searcher, ledger, run, echo)]),
+    )
+    tuner.fit()
+
+
+def _scheduler(spec: SweepSpec, notes):
+    """ASHA over bridge steps when the sweep asks for it, else Tune's FIFO (every trial runs out)."""
+    from ray.tune.schedulers import FIFOScheduler
+
+    from ltrans.sweep.searcher import PruneAwareASHA
+    from ltrans.sweep.trials import base_config
+
+    if spec.scheduler is None:
+        return FIFOScheduler()
+    steps = [base_config(spec, p).bridge.steps for p in spec.pairs]
+    steps += [d.high for d in spec.space if d.key == "bridge.steps"]
+    asha = spec.scheduler
+    return PruneAwareASHA(notes, time_attr="step", metric=asha.metric, mode=asha.mode, max_t=int(max(steps)),
+                          grace_period=asha.grace_period, reduction_factor=asha.reduction_factor)
+

@@ -1,0 +1,91 @@
+"""Latent datasets: VAE posteriors, GAN selection, and the content-keyed cache."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+import ltrans.latents as latents_mod
+from ltrans.data import load_split
+from ltrans.latents import Latents, gan_latents, latent_dataset
+from ltrans.models import zoo
+
+
+class PrototypeGenerator(nn.Module):
+    """A real generator with a known class structure: z -> a softmax mix of per-class mean digits."""
+
+    latent_dim = 10
+
+    def __init__(self, prototypes: torch.Tensor) -> None:
+        super().__init__()
+        self.mix = nn.Linear(self.latent_dim, len(prototypes), bias=False)
+        self.mix.weight.data = torch.eye(len(prototypes), self.latent_dim) * 6   # class = argmax of z
+        self.register_buffer("prototypes", prototypes)
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        weights = torch.softmax(self.mix(z), dim=1)
+        return torch.einsum("nk,khw->nhw", weights, self.prototypes)
+
+
+@pytest.fixture(scope="module")
+def mnist_tiny_classifier(store):
+    return zoo.classifier("mnist", store=store, preset="tiny").module
+
+
+def test_gan_latents_are_balanced_confident_and_the_most_confident(store, mnist_tiny_classifier):
+    split = load_split("mnist", store=store)
+    x, y = torch.from_numpy(split.train.x), torch.from_numpy(split.train.y)
+    prototypes = torch.stack([x[y == c].mean(0) for c in range(10)])
+    generator = PrototypeGenerator(prototypes)
+    lat = gan_latents(generator, mnist_tiny_classifier, n_samples=3000, keep_per_class=15, seed=0,
+                      min_confidence=0.5)
+    assert torch.bincount(lat.y, minlength=10).tolist() == [15] * 10
+    assert torch.all(lat.std == 0) and torch.all(lat.confidence >= 0.5)
+    with torch.no_grad():  # pseudo-labels are the classifier's labels of the decoded samples
+        probs = torch.softmax(mnist_tiny_classifier(generator.decode(lat.mu)), 1)
+    assert torch.equal(probs.argmax(1), lat.y)
+    assert torch.allclose(probs.max(1).values, lat.confidence, atol=1e-5)
+    # Nothing left out of a class was more confident than what was kept of it.
+    z_all = torch.randn(3000, 10, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        conf_all, label_all = torch.softmax(mnist_tiny_classifier(generator.decode(z_all)), 1).max(1)
+    for c in range(10):
+        kept_min = lat.confidence[lat.y == c].min()
+        assert conf_all[label_all == c].sort(descending=True).values[14] <= kept_min + 1e-6
+    again = gan_latents(generator, mnist_tiny_classifier, n_samples=3000, keep_per_class=15, seed=0,
+                        min_confidence=0.5)
+    assert torch.equal(again.mu, lat.mu)
+
+
+def test_gan_latents_refuse_a_class_the_generator_does_not_cover(store, mnist_tiny_classifier):
+    split = load_split("mnist", store=store)
+    x, y = torch.from_numpy(split.train.x), torch.from_numpy(split.train.y)
+    only_ones = x[y == 1].mean(0, keepdim=True).repeat(10, 1, 1)   # every class prototype is a "1"
+    with pytest.raises(Exception, match="class 0"):
+        gan_latents(PrototypeGenerator(only_ones), mnist_tiny_classifier, n_samples=500, keep_per_class=5,
+                    seed=0, min_confidence=0.5)
+
+
+def test_vae_latents_cover_every_example_and_the_cache_hit_does_not_re_encode(store, monkeypatch):
+    split = load_split("mnist", store=store)
+    first = latent_dataset("mnist_vae", store=store, preset="tiny")
+    assert len(first.train) == len(split.train) and len(first.test) == len(split.test)
+    assert torch.equal(first.train.y, torch.from_numpy(split.train.y))
+    assert torch.all(first.train.std > 0) and first.train.dim == first.record["latent_dim"]
+
+    def fail(*args, **kwargs):
+        raise AssertionError("re-encoded on a cache hit")
+
+    monkeypatch.setattr(latents_mod, "vae_latents", fail)
+    second = latent_dataset("mnist_vae", store=store, preset="tiny")
+    for part in ("train", "test"):
+        for field in ("mu", "std", "y", "confidence"):
+            assert torch.equal(getattr(getattr(first, part), field), getattr(getattr(second, part), field))
+
+
+def test_latents_validate_their_shapes():
+    with pytest.raises(ValueError, match="mu and std"):
+        Latents(torch.zeros(4, 3), torch.zeros(4, 2), torch.zeros(4, dtype=torch.long))
+    with pytest.raises(ValueError, match="y must be"):
+        Latents(torch.zeros(4, 3), torch.zeros(4, 3), torch.zeros(5, dtype=torch.long))

@@ -1,0 +1,60 @@
+"""The one path end to end on real cached latents: run_trial with the smoke preset."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import pytest
+import torch
+
+from ltrans.config import override
+from ltrans.pipeline import load_pair, run_trial
+from ltrans.presets import smoke
+
+
+@pytest.fixture(scope="module")
+def pair(store):
+    return load_pair("mnist_mnist", store=store, preset="tiny")
+
+
+def test_smoke_trial_gives_a_finite_row_better_than_chance(pair):
+    row, result = run_trial(smoke("mnist_mnist"), pair)
+    assert row.status == "ok", row.reason
+    flat = row.flat()
+    for key in ("transfer_a_to_b", "transfer_b_to_a", "recon_a", "recon_b", "fid_a_to_b", "fid_b_to_a",
+                "entropy_a_to_b", "prior_agreement", "interp_consistency_a_to_b", "interp_step_cv_a_to_b"):
+        assert math.isfinite(flat[key]), key
+    assert 0 <= flat["transfer_a_to_b"] <= 1 and sum(flat["confusion_a_to_b"]) == 200
+    # Two MNIST VAEs: even a 200-step bridge carries the class far above chance (0.1).
+    assert flat["transfer_a_to_b"] > 0.3 and flat["transfer_b_to_a"] > 0.3
+    assert row.steps == 200 and len(result.curve) == 4
+
+
+def test_same_seed_same_row_and_other_seed_differs(pair):
+    cfg = smoke("mnist_mnist")
+    first, _ = run_trial(cfg, pair)
+    again, _ = run_trial(cfg, pair)
+    other, _ = run_trial(override(cfg, {"seed": 1}), pair)
+    keep = lambda r: {k: v for k, v in r.flat().items() if not k.endswith("_seconds")}  # noqa: E731
+    assert keep(first) == keep(again)
+    assert keep(first) != keep(other)
+
+
+def test_a_diverging_trial_ends_failed_with_its_reason(pair):
+    cfg = override(smoke("mnist_mnist"), {"bridge.lr": 1e12, "bridge.steps": 100})
+    row, _ = run_trial(cfg, pair)
+    assert row.status == "failed" and ("nan" in row.reason or "inf" in row.reason or "non-finite" in row.reason)
+
+
+def test_procrustes_baseline_runs_on_the_same_path_and_needs_labels(pair):
+    cfg = override(smoke("mnist_mnist"), {"method": "procrustes", "bridge.n_sup": 100})
+    row, fitted = run_trial(cfg, pair)
+    assert row.status == "ok" and row.flat()["transfer_a_to_b"] > 0.3
+    row0, _ = run_trial(override(cfg, {"bridge.n_sup": 0}), pair)
+    assert row0.status == "failed" and "n_sup" in row0.reason
+
+
+def test_config_for_another_pair_is_refused(pair):
+    with pytest.raises(ValueError, match="pair"):
+        run_trial(dataclasses.replace(smoke("mnist_mnist"), pair="mnist_animals"), pair)

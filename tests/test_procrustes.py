@@ -1,0 +1,54 @@
+"""The training-free baseline (ltrans/bridge/procrustes.py) on the toy pair with a known rotation."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from ltrans.bridge.procrustes import fit_procrustes
+from ltrans.bridge.toy import toy_pair, transfer_accuracy
+
+
+def test_recovers_the_rotation_and_transfers():
+    # 10 class means pin down a rotation only when they span the space: dim <= 9.
+    pair = toy_pair(n_per_class=200, dim=8, rotation_seed=3, noise=0.5, seed=0)
+    linear = fit_procrustes(pair.latents_a, pair.latents_b, n_sup=-1, seed=0)
+    assert torch.linalg.matrix_norm(linear.w_ab - pair.rotation).item() < 0.15
+    za, zb = pair.latents_a.mu, pair.latents_b.mu
+    assert transfer_accuracy(pair, za, linear.a_to_b(za), "a", "b") >= 0.95
+    assert transfer_accuracy(pair, zb, linear.b_to_a(zb), "b", "a") >= 0.95
+
+
+@pytest.mark.parametrize("method, anchors", [("orthogonal", "pairs"), ("orthogonal", "means"),
+                                             ("lstsq", "pairs"), ("lstsq", "means")])
+def test_transfers_in_more_dims_than_classes(method, anchors):
+    # In 16-d the map is fixed only on the span of the class means, which is all labels need.
+    pair = toy_pair(n_per_class=100, dim=16, rotation_seed=1, noise=0.5, seed=2)
+    linear = fit_procrustes(pair.latents_a, pair.latents_b, n_sup=100, seed=0, method=method, anchors=anchors)
+    za, zb = pair.latents_a.mu, pair.latents_b.mu
+    assert transfer_accuracy(pair, za, linear.a_to_b(za), "a", "b") >= 0.95
+    assert transfer_accuracy(pair, zb, linear.b_to_a(zb), "b", "a") >= 0.95
+
+
+def test_lstsq_maps_between_different_dims():
+    pair = toy_pair(n_per_class=100, dim=8, rotation_seed=0, noise=0.3, seed=0)
+    wide = torch.cat([pair.latents_b.mu, torch.zeros(len(pair.latents_b), 4)], dim=1)  # B embedded in 12-d
+    lat_b = type(pair.latents_b)(wide, torch.zeros_like(wide), pair.latents_b.y)
+    linear = fit_procrustes(pair.latents_a, lat_b, n_sup=-1, seed=0, method="orthogonal")  # falls back
+    za = pair.latents_a.mu
+    assert linear.a_to_b(za).shape == (len(za), 12)
+    assert transfer_accuracy(pair, za, linear.a_to_b(za)[:, :8], "a", "b") >= 0.95
+    assert linear.b_to_a(wide).shape == za.shape
+
+
+def test_without_labels_it_cannot_fit():
+    pair = toy_pair(n_per_class=10, dim=4, rotation_seed=0, noise=0.3, seed=0)
+    with pytest.raises(ValueError, match="n_sup=0"):
+        fit_procrustes(pair.latents_a, pair.latents_b, n_sup=0, seed=0)
+
+
+def test_same_seed_same_map():
+    pair = toy_pair(n_per_class=50, dim=6, rotation_seed=0, noise=0.5, seed=0)
+    one = fit_procrustes(pair.latents_a, pair.latents_b, n_sup=20, seed=4)
+    two = fit_procrustes(pair.latents_a, pair.latents_b, n_sup=20, seed=4)
+    assert torch.equal(one.w_ab, two.w_ab)
