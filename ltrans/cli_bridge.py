@@ -98,3 +98,38 @@ def demo(ctx: click.Context, out: Path, pair: str, device: str) -> None:
     row = train_and_write(ctx, trial_config(pair, "demo", ()), out / "trial", device)
     click.echo(json.dumps(_headline(row), indent=2))
     click.echo(f"wrote {out}/data (example grids and WAVs) and {out}/trial (config, metrics row, bridge)")
+
+
+@bridge.command("ablate")
+@click.argument("pair")
+@click.option("--preset", type=click.Choice(["paper", "smoke", "demo"]), default="paper", show_default=True)
+@click.option("--study", "studies", multiple=True, type=click.Choice(["ladder", "labels", "classifier"]),
+              help="Which studies (default all): the AE->VAE->SWD->classifier ladder, label budgets "
+                   "with the Procrustes baseline, frozen vs trained classifier.")
+@SETS
+@click.option("-o", "--out", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Where to append rows.jsonl (default runs/ablate/PAIR).")
+@DEVICE
+@click.pass_context
+def bridge_ablate(ctx: click.Context, pair: str, preset: str, studies: tuple[str, ...], sets: tuple[str, ...],
+                  out: Path | None, device: str) -> None:
+    """The paper's ablations and baselines for PAIR on one budget; one JSON row per variant."""
+    from ltrans.ablations import STUDIES, variants
+    from ltrans.models import zoo
+    from ltrans.pipeline import load_pair, run_trial
+
+    base = trial_config(pair, preset, sets)
+    device = zoo.resolve_device(device)
+    data = load_pair(pair, store=_store(ctx), preset=base.base, device=device, progress=True)
+    out = out or Path("runs") / "ablate" / pair
+    out.mkdir(parents=True, exist_ok=True)
+    click.echo(f"{'study':<11} {'variant':<22} {'A->B':>6} {'B->A':>6} {'fid A->B':>9} {'train s':>8}")
+    for study, name, cfg in variants(base, studies or tuple(STUDIES)):
+        row, _ = run_trial(cfg, data, device=device)
+        flat = {"study": study, "variant": name, **row.flat()}
+        with open(out / "rows.jsonl", "a") as f:  # one complete line per trial: nothing half-written
+            f.write(json.dumps(flat, sort_keys=True) + "\n")
+        get = lambda k: flat.get(k, float("nan"))  # noqa: E731
+        click.echo(f"{study:<11} {name:<22} {get('transfer_a_to_b'):>6.3f} {get('transfer_b_to_a'):>6.3f} "
+                   f"{get('fid_a_to_b'):>9.2f} {row.train_seconds:>8.1f}  {row.status} {row.reason}")
+    click.echo(f"rows appended to {out / 'rows.jsonl'}")

@@ -30,14 +30,16 @@ class VAEConfig:
     """Architecture and training of an image VAE; defaults are the paper's MNIST setting."""
 
     arch: str = "mlp"  # "mlp" (the paper's) or "conv"
-    hidden: tuple[int, ...] = (1024, 512, 256)  # mlp encoder widths; the decoder mirrors them
+    # mlp encoder widths, the decoder mirrors them. Narrower than the paper's: on 4,000 digits wider
+    # layers only overfit more (held-out recon stops improving) and train slower on a CPU.
+    hidden: tuple[int, ...] = (512, 256, 128)
     channels: tuple[int, int] = (32, 64)  # conv encoder widths (28 -> 14 -> 7); the decoder mirrors them
     latent_dim: int = 100
     sigma: float = 0.1  # likelihood scale: recon term = sum (x - mean)^2 / (2 sigma^2)
     beta: float = 1.0
     lr: float = 1e-3
     batch_size: int = 128
-    steps: int = 5000
+    steps: int = 4000  # 128 epochs of 4,000 digits; held-out recon MSE has flattened by then
 
     def __post_init__(self) -> None:
         if self.arch not in ("mlp", "conv"):
@@ -164,7 +166,8 @@ def train_vae(
 
 
 # ---------------------------------------------------------------- registry entries
-_TINY = VAEConfig(hidden=(256, 128, 64), latent_dim=16, batch_size=64, steps=150)
+# A few seconds of the same code path; the higher lr makes 300 steps enough to beat the mean image.
+_TINY = VAEConfig(hidden=(128, 64, 32), lr=3e-3, batch_size=64, steps=300)
 
 
 def _register(name: str, domain: str, seed: int, config: VAEConfig, description: str) -> None:

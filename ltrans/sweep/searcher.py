@@ -42,9 +42,21 @@ def distribution(d: Dimension):
     return FloatDistribution(float(d.low), float(d.high), log=d.log, step=d.step)
 
 
-def make_sampler(spec: SweepSpec) -> optuna.samplers.BaseSampler:
-    """The spec's Optuna sampler, seeded by ``sampler_seed``."""
-    seed = spec.sampler_seed
+class _Grid(optuna.samplers.GridSampler):
+    """Optuna's grid sampler without its ``study.stop()`` at the last point: outside ``optimize`` that
+    raises inside ``tell`` before the state is stored. The searcher's budget ends the sweep instead."""
+
+    def after_trial(self, study, trial, state, values) -> None:
+        pass
+
+
+def make_sampler(spec: SweepSpec, start: int = 0) -> optuna.samplers.BaseSampler:
+    """The spec's Optuna sampler, seeded by ``sampler_seed`` and the trials already in the study.
+
+    A resumed driver must not replay the first run's random draws (it would re-suggest finished
+    points), so the seed moves on with ``start``, the number of trials the study holds.
+    """
+    seed = spec.sampler_seed + 7919 * start
     if spec.sampler == "tpe":
         return optuna.samplers.TPESampler(seed=seed)
     if spec.sampler == "random":
@@ -52,7 +64,7 @@ def make_sampler(spec: SweepSpec) -> optuna.samplers.BaseSampler:
     if spec.sampler == "grid":
         grid = {d.key: list(d.grid_values()) for d in spec.space}
         grid |= {"pair": list(spec.pairs), "seed": list(spec.seeds)}  # the factorial is the point
-        return optuna.samplers.GridSampler(grid, seed=seed)
+        return _Grid(grid, seed=seed)
     if spec.sampler == "cmaes":
         try:
             import cmaes  # noqa: F401  (optuna's CmaEsSampler needs it at the first relative sample)
@@ -67,8 +79,10 @@ def open_study(spec: SweepSpec, storage: str) -> optuna.Study:
     """Create or load the run's study (``storage`` like ``sqlite:////abs/run/optuna.db``)."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     directions = [o.direction for o in spec.objectives]
-    return optuna.create_study(storage=storage, study_name=spec.name, directions=directions,
-                               sampler=make_sampler(spec), load_if_exists=True)
+    study = optuna.create_study(storage=storage, study_name=spec.name, directions=directions,
+                                sampler=make_sampler(spec), load_if_exists=True)
+    study.sampler = make_sampler(spec, start=len(study.get_trials(deepcopy=False)))
+    return study
 
 
 class PruneNotes(dict):

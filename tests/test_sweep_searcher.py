@@ -1,0 +1,146 @@
+"""Our Tune searcher against a real Optuna study on sqlite: what each trial outcome is told as."""
+
+from __future__ import annotations
+
+import math
+
+import optuna
+import pytest
+import yaml
+from optuna.trial import TrialState
+from ray.tune.search import Searcher
+
+from ltrans.sweep.results import Ledger
+from ltrans.sweep.searcher import OptunaSearcher, PruneNotes, classify, open_study
+from ltrans.sweep.spec import load_spec
+from ltrans.sweep.trials import config_from_flat, content_key
+
+
+def make_spec(tmp_path, **changes):
+    doc = {"name": "unit", "preset": "smoke", "pairs": ["mnist_mnist"], "budget": 4,
+           "objectives": [{"name": "transfer_mean", "direction": "maximize"}],
+           "space": {"bridge.beta_swd": {"type": "float", "low": 0.1, "high": 10.0, "log": True},
+                     "bridge.width": {"type": "categorical", "choices": [32, 64]}}} | changes
+    path = tmp_path / "unit.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    return load_spec(path)
+
+
+def searcher_for(tmp_path, spec, notes=None, attempt=1):
+    study = open_study(spec, f"sqlite:///{tmp_path}/optuna.db")
+    return OptunaSearcher(spec, study, Ledger(tmp_path), code_version="test", attempt=attempt, pruned=notes), study
+
+
+def final(value: float, status: str = "ok", reason: str = "") -> dict:
+    return {"final": True, "status": status, "reason": reason, "transfer_mean": value,
+            "transfer_a_to_b": value, "transfer_b_to_a": value, "time_total_s": 1.5, "node_ip": "127.0.0.1"}
+
+
+def states(study) -> dict[int, TrialState]:
+    return {t.number: t.state for t in optuna.load_study(study_name=study.study_name,
+                                                         storage=study._storage).get_trials()}  # noqa: SLF001
+
+
+def test_suggest_resolves_a_config_and_records_its_key_in_the_study(tmp_path):
+    spec = make_spec(tmp_path)
+    searcher, study = searcher_for(tmp_path, spec)
+    config = searcher.suggest("t0")
+    cfg = config_from_flat(config["trial"])
+    assert cfg.bridge.width in (32, 64) and 0.1 <= cfg.bridge.beta_swd <= 10.0 and cfg.base == "tiny"
+    assert config["content_key"] == content_key(cfg, "test")
+    frozen = study.trials[config["number"]]
+    assert frozen.state == TrialState.RUNNING and frozen.user_attrs["content_key"] == config["content_key"]
+    assert frozen.params["bridge.beta_swd"] == cfg.bridge.beta_swd
+
+
+def test_each_outcome_is_told_as_itself_and_ledger_agrees(tmp_path):
+    spec = make_spec(tmp_path)
+    notes = PruneNotes()
+    searcher, study = searcher_for(tmp_path, spec, notes)
+    numbers = {tid: searcher.suggest(tid)["number"] for tid in ("ok", "pruned", "failed", "crashed")}
+    searcher.on_trial_complete("ok", final(0.75))
+    notes["pruned"] = 100
+    searcher.on_trial_complete("pruned", {"final": False, "step": 100, "loss_recon": 0.3, "transfer_mean": 0.99})
+    searcher.on_trial_complete("failed", final(math.nan, "failed", "loss became nan at step 7"))
+    searcher.on_trial_complete("crashed", None, error=True)
+    told = states(study)
+    assert told == {numbers["ok"]: TrialState.COMPLETE, numbers["pruned"]: TrialState.PRUNED,
+                    numbers["failed"]: TrialState.FAIL, numbers["crashed"]: TrialState.FAIL}
+    assert study.trials[numbers["ok"]].values == [0.75]
+    assert study.trials[numbers["pruned"]].values is None  # never a partial value as if complete
+    ledger = Ledger(tmp_path).trials()
+    assert {n: ledger[n]["status"] for n in ledger} == {
+        numbers["ok"]: "ok", numbers["pruned"]: "pruned", numbers["failed"]: "failed", numbers["crashed"]: "failed"}
+    assert ledger[numbers["failed"]]["reason"] == "loss became nan at step 7"
+    assert "bridge step 100" in ledger[numbers["pruned"]]["reason"]
+    assert searcher.suggest("more") == Searcher.FINISHED  # the budget of 4 is spent
+
+
+def test_ok_row_with_non_finite_objective_is_a_failure_not_a_value(tmp_path):
+    searcher, study = searcher_for(tmp_path, make_spec(tmp_path))
+    number = searcher.suggest("t")["number"]
+    searcher.on_trial_complete("t", final(math.inf))
+    assert states(study)[number] == TrialState.FAIL
+    assert Ledger(tmp_path).trials()[number]["status"] == "failed"
+
+
+def test_interrupted_trial_stays_running_and_a_resume_reruns_exactly_it(tmp_path):
+    spec = make_spec(tmp_path)
+    searcher, study = searcher_for(tmp_path, spec)
+    done = searcher.suggest("a")
+    cut = searcher.suggest("b")
+    searcher.on_trial_complete("a", final(0.5))
+    searcher.on_trial_complete("b", {"final": False, "step": 50})  # shutdown, not the scheduler
+    assert states(study)[cut["number"]] == TrialState.RUNNING
+    assert cut["number"] not in Ledger(tmp_path).trials()
+    # A new driver (resume): the finished trial is kept, the cut one comes back with the same key.
+    again, study2 = searcher_for(tmp_path, spec, attempt=2)
+    assert again.finished == 1 and again.remaining == 3
+    rerun = again.suggest("c")
+    assert (rerun["number"], rerun["content_key"]) == (cut["number"], cut["content_key"])
+    assert again.suggest("d")["content_key"] not in {done["content_key"], cut["content_key"]}
+
+
+def test_resume_repairs_a_study_that_missed_a_tell(tmp_path):
+    spec = make_spec(tmp_path)
+    searcher, study = searcher_for(tmp_path, spec)
+    number = searcher.suggest("a")["number"]
+    entry = {"number": number, "tune_trial_id": "a", "content_key": "k", "status": "ok", "reason": "",
+             "metrics": {"transfer_mean": 0.6}, "config": {}, "pair": "mnist_mnist", "seed": 0}
+    Ledger(tmp_path).record_trial(entry)  # the driver died right after the ledger line
+    searcher_for(tmp_path, spec, attempt=2)
+    assert states(study)[number] == TrialState.COMPLETE and study.trials[number].values == [0.6]
+
+
+def test_grid_covers_pairs_and_seeds_once_each(tmp_path):
+    spec = make_spec(tmp_path, sampler="grid", seeds=[0, 1], budget=None,
+                     space={"bridge.width": {"type": "categorical", "choices": [32, 64]}})
+    assert spec.budget == 4
+    searcher, _ = searcher_for(tmp_path, spec)
+    seen = set()
+    for i in range(4):
+        cfg = config_from_flat(searcher.suggest(f"t{i}")["trial"])
+        seen.add((cfg.seed, cfg.bridge.width))
+        searcher.on_trial_complete(f"t{i}", final(0.5))
+    assert seen == {(0, 32), (0, 64), (1, 32), (1, 64)}
+
+
+def test_nsga2_tells_several_objectives(tmp_path):
+    spec = make_spec(tmp_path, sampler="nsga2", objectives=[
+        {"name": "transfer_a_to_b", "direction": "maximize"}, {"name": "fid_a_to_b", "direction": "minimize"}])
+    searcher, study = searcher_for(tmp_path, spec)
+    number = searcher.suggest("t")["number"]
+    searcher.on_trial_complete("t", {**final(0.8), "fid_a_to_b": 12.5})
+    assert study.trials[number].values == [0.8, 12.5]
+
+
+@pytest.mark.parametrize("result, error, pruned_at, expected", [
+    (None, True, None, "failed"),
+    ({"final": True, "status": "ok"}, False, None, "ok"),
+    ({"final": True, "status": "ok"}, False, 50, "ok"),  # ASHA said stop on the final report: it finished
+    ({"final": False, "step": 50}, False, 50, "pruned"),
+    ({"final": False, "step": 50}, False, None, None),
+])
+def test_classify(result, error, pruned_at, expected):
+    outcome = classify(result, error, pruned_at)
+    assert (outcome[0] if outcome else None) == expected
