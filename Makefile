@@ -23,6 +23,7 @@ $(STAMP): pyproject.toml Makefile
 
 demo: $(STAMP)
 	$(VENV)/bin/ltrans demo
+	$(VENV)/bin/ltrans sweep run sweeps/demo.yaml --out runs/sweeps/demo
 
 test: $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)

@@ -26,8 +26,9 @@ def test_smoke_trial_gives_a_finite_row_better_than_chance(pair):
                 "entropy_a_to_b", "prior_agreement", "interp_consistency_a_to_b", "interp_step_cv_a_to_b"):
         assert math.isfinite(flat[key]), key
     assert 0 <= flat["transfer_a_to_b"] <= 1 and sum(flat["confusion_a_to_b"]) == 200
-    # Two MNIST VAEs: even a 200-step bridge carries the class far above chance (0.1).
-    assert flat["transfer_a_to_b"] > 0.3 and flat["transfer_b_to_a"] > 0.3
+    # Two MNIST VAEs: even a 200-step bridge on tiny base models carries the class well above chance
+    # (0.1; on 200 balanced examples its standard error is 0.02).
+    assert flat["transfer_a_to_b"] > 0.2 and flat["transfer_b_to_a"] > 0.2
     assert row.steps == 200 and len(result.curve) == 4
 
 

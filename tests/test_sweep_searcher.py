@@ -38,7 +38,7 @@ def final(value: float, status: str = "ok", reason: str = "") -> dict:
 
 def states(study) -> dict[int, TrialState]:
     return {t.number: t.state for t in optuna.load_study(study_name=study.study_name,
-                                                         storage=study._storage).get_trials()}  # noqa: SLF001
+                                                         storage=study._storage).get_trials()}
 
 
 def test_suggest_resolves_a_config_and_records_its_key_in_the_study(tmp_path):
@@ -94,7 +94,7 @@ def test_interrupted_trial_stays_running_and_a_resume_reruns_exactly_it(tmp_path
     assert states(study)[cut["number"]] == TrialState.RUNNING
     assert cut["number"] not in Ledger(tmp_path).trials()
     # A new driver (resume): the finished trial is kept, the cut one comes back with the same key.
-    again, study2 = searcher_for(tmp_path, spec, attempt=2)
+    again, _ = searcher_for(tmp_path, spec, attempt=2)
     assert again.finished == 1 and again.remaining == 3
     rerun = again.suggest("c")
     assert (rerun["number"], rerun["content_key"]) == (cut["number"], cut["content_key"])

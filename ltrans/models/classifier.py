@@ -53,7 +53,7 @@ def random_affine(
 ) -> torch.Tensor:
     """Small random shifts (pixels), rotations (degrees) and zooms (fraction) of (n, H, W) images."""
     n, h, _ = x.shape
-    draw = lambda: torch.rand(n, generator=generator).mul(2).sub(1).to(x.device)  # noqa: E731  U(-1, 1)
+    draw = lambda: torch.rand(n, generator=generator).mul(2).sub(1).to(x.device)  # U(-1, 1) per image
     angle = draw() * math.radians(rotate)
     zoom = 1 + draw() * scale
     cos, sin = torch.cos(angle) / zoom, torch.sin(angle) / zoom
@@ -172,23 +172,30 @@ def _register(domain: str, config: ClassifierConfig, tiny: ClassifierConfig, flo
     CLASSIFIERS.register(
         domain,
         ClassifierSpec(
-            domain=domain, config=config, tiny=tiny, build=ImageClassifier, train=train_classifier, floor=floor
+            domain=domain,
+            config=config,
+            tiny=tiny,
+            build=ImageClassifier,
+            train=train_classifier,
+            floor=floor,
         ),
     )
 
 
 # Tiny: seconds of training; three stages so that global pooling still sees 7x7 maps, and a high lr
 # because the one-cycle schedule has only ~100-200 steps.
+_NO_AUG = {"aug_shift": 0.0, "aug_rotate": 0.0, "aug_scale": 0.0}
 _TINY_28 = ClassifierConfig(
-    stages=((16,), (32,), (32,)), feature_dim=32, epochs=3, batch_size=64, lr=1e-2, aug_shift=0, aug_rotate=0, aug_scale=0
+    stages=((16,), (32,), (32,)), feature_dim=32, epochs=3, batch_size=64, lr=1e-2, **_NO_AUG
 )
-_register("mnist", ClassifierConfig(), _TINY_28, floor=0.96)
-_register("animals", ClassifierConfig(), replace(_TINY_28, epochs=2), floor=0.92)  # twice the data
+_register("mnist", ClassifierConfig(), _TINY_28, floor=0.97)  # measured 0.983
+# animals has twice the training images: fewer epochs keep it under a minute (measured 0.983 at 40).
+_register("animals", ClassifierConfig(epochs=25), replace(_TINY_28, epochs=2), floor=0.95)
 # digits8 runs the same CNN on the native 8x8 images: two stages (8x8 -> 4x4), no rotations or zooms
 # (one pixel is an eighth of the digit), and more epochs because an epoch has only ~11 batches.
 _register(
     "digits8",
     ClassifierConfig(stages=((32, 32), (64, 64)), epochs=60, aug_shift=0.5, aug_rotate=0, aug_scale=0),
-    ClassifierConfig(stages=((16,), (32,)), feature_dim=32, epochs=15, aug_shift=0, aug_rotate=0, aug_scale=0),
-    floor=0.96,
+    ClassifierConfig(stages=((16,), (32,)), feature_dim=32, epochs=15, **_NO_AUG),
+    floor=0.97,  # measured 0.994
 )

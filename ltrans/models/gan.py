@@ -3,9 +3,10 @@
 The paper bridges a VAE to a GAN (WaveGAN for SC09); a GAN's latents are prior samples z ~ N(0, I)
 kept for the domain classifier's confidence (DESIGN.md section 1). This is a small DCGAN
 (Radford et al. 2016, arXiv 1511.06434): a transposed-conv generator with batch norm, a strided-conv
-discriminator, Adam(2e-4, betas (0.5, 0.999)). The discriminator uses spectral norm
-(Miyato et al. 2018, arXiv 1802.05957) instead of batch norm: it keeps training stable on 4,000
-digits without tuning. Losses: the non-saturating loss of Goodfellow et al. 2014, or the hinge loss.
+discriminator. By default the discriminator uses spectral norm (Miyato et al. 2018, arXiv 1802.05957)
+with the hinge loss and Adam(4e-4, betas (0, 0.999)): on 4,000 digits it covered every digit, where
+DCGAN's batch-norm discriminator dropped most "1"s and "4"s. ``d_norm="batch"``, the
+non-saturating loss of Goodfellow et al. 2014 and DCGAN's Adam(2e-4, (0.5, 0.999)) stay options.
 """
 
 from __future__ import annotations
@@ -31,15 +32,21 @@ class GANConfig:
     latent_dim: int = 100
     g_channels: tuple[int, int] = (128, 64)
     d_channels: tuple[int, int] = (64, 128)
-    loss: str = "nonsaturating"  # or "hinge"
-    lr: float = 2e-4
-    beta1: float = 0.5  # DCGAN's Adam momentum: 0.9 makes the two players oscillate
+    # Hinge loss, lr 4e-4 and beta1 0 (the SN-GAN recipe, Miyato et al. 2018) measured best here: at
+    # DCGAN's (non-saturating, 2e-4, beta1 0.5) 56% of samples were confidently classified and "1"
+    # was rare (19 of 2,000); with these, 67% and every digit >= 71 of 2,000.
+    loss: str = "hinge"  # or "nonsaturating"
+    d_norm: str = "spectral"  # discriminator normalisation: "spectral" or "batch" (DCGAN's)
+    lr: float = 4e-4
+    beta1: float = 0.0  # Adam's momentum; DCGAN used 0.5 (0.9 makes the two players oscillate)
     batch_size: int = 64
     steps: int = 4000
 
     def __post_init__(self) -> None:
         if self.loss not in ("nonsaturating", "hinge"):
             raise ValueError(f"loss must be 'nonsaturating' or 'hinge', got {self.loss!r}")
+        if self.d_norm not in ("spectral", "batch"):
+            raise ValueError(f"d_norm must be 'spectral' or 'batch', got {self.d_norm!r}")
         if len(self.g_channels) != 2 or len(self.d_channels) != 2:
             raise ValueError("g_channels and d_channels take two widths each")
         if min(self.latent_dim, self.batch_size, self.steps, *self.g_channels, *self.d_channels) < 1:
@@ -60,6 +67,12 @@ def _generator(config: GANConfig) -> nn.Sequential:
 
 def _discriminator(config: GANConfig) -> nn.Sequential:
     d0, d1 = config.d_channels
+    if config.d_norm == "batch":  # DCGAN: batch norm on every layer but the first
+        return nn.Sequential(
+            nn.Conv2d(1, d0, 4, 2, 1), nn.LeakyReLU(0.2),  # 14x14
+            nn.Conv2d(d0, d1, 4, 2, 1, bias=False), nn.BatchNorm2d(d1), nn.LeakyReLU(0.2),  # 7x7
+            nn.Flatten(), nn.Linear(d1 * 49, 1),
+        )  # fmt: skip
     return nn.Sequential(
         spectral_norm(nn.Conv2d(1, d0, 4, 2, 1)), nn.LeakyReLU(0.2),  # 14x14
         spectral_norm(nn.Conv2d(d0, d1, 4, 2, 1)), nn.LeakyReLU(0.2),  # 7x7
@@ -104,7 +117,7 @@ def train_gan(
     gen = torch.Generator().manual_seed(seed)
     model = build_seeded(ImageGAN, config, seed).to(device).train()
     x = as_images(split.train.x, device)
-    adam = dict(lr=config.lr, betas=(config.beta1, 0.999))
+    adam = {"lr": config.lr, "betas": (config.beta1, 0.999)}
     opt_d = torch.optim.Adam(model.discriminator.parameters(), **adam)
     opt_g = torch.optim.Adam(model.generator.parameters(), **adam)
     bar, batches = progress_bar(config.steps, progress, "gan"), batch_indices(len(x), config.batch_size, gen)

@@ -10,6 +10,7 @@ The MNIST <-> MNIST experiment bridges two VAEs trained alike with different see
 
 from __future__ import annotations
 
+import itertools
 import time
 from dataclasses import dataclass, replace
 from typing import Any
@@ -55,7 +56,7 @@ class VAEConfig:
 def _mlp(widths: list[int]) -> list[nn.Module]:
     """Linear-ReLU layers through ``widths`` (no activation after the last Linear)."""
     layers: list[nn.Module] = []
-    for a, b in zip(widths[:-1], widths[1:]):
+    for a, b in itertools.pairwise(widths):
         layers += [nn.Linear(a, b), nn.ReLU()]
     return layers[:-1]
 
@@ -181,6 +182,8 @@ def _register(name: str, domain: str, seed: int, config: VAEConfig, description:
     )  # fmt: skip
 
 
-_register("mnist_vae", "mnist", 0, VAEConfig(), "MLP VAE of MNIST digits, 100-d latent (the paper's base model A)")
-_register("mnist_vae_b", "mnist", 1, VAEConfig(), "mnist_vae trained again with seed 1 (the paper's base model B)")
-_register("animals_vae", "animals", 0, VAEConfig(), "MLP VAE of animal silhouettes, 100-d (Fashion-MNIST stand-in)")
+_register("mnist_vae", "mnist", 0, VAEConfig(), "MLP VAE of MNIST digits, 100-d latent (paper's model A)")
+_register("mnist_vae_b", "mnist", 1, VAEConfig(), "mnist_vae trained again with seed 1 (paper's model B)")
+_register(
+    "animals_vae", "animals", 0, VAEConfig(), "MLP VAE of animal silhouettes, 100-d (Fashion-MNIST stand-in)"
+)

@@ -16,7 +16,6 @@ Every outcome is written to the ledger before Optuna is told, so the two always 
 from __future__ import annotations
 
 import collections
-import math
 from dataclasses import dataclass
 from typing import Any
 

@@ -12,12 +12,7 @@ import dataclasses
 import itertools
 import math
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
-
-import yaml
-
-from ltrans.errors import UserError
 
 SAMPLERS = ("tpe", "random", "grid", "cmaes", "nsga2")
 PRESET_NAMES = ("paper", "demo", "smoke")
@@ -62,7 +57,7 @@ class Dimension:
         """The values a grid search visits: the choices, or low..high by step."""
         if self.kind == "categorical":
             return self.choices
-        n = int(round((self.high - self.low) / self.step)) + 1
+        n = round((self.high - self.low) / self.step) + 1
         values = [self.low + i * self.step for i in range(n)]
         return tuple(int(v) if self.kind == "int" else float(v) for v in values)
 
@@ -133,230 +128,9 @@ def _dimension_dict(d: Dimension) -> dict[str, Any]:
     return out | ({"step": d.step} if d.step is not None else {})
 
 
-def load_spec(path: Path | str, smoke: bool = False) -> SweepSpec:
-    """Read and validate a sweep file; ``smoke`` gives the same sweep at toy size."""
-    path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        raise UserError(f"sweep file {path} does not exist") from None
-    except yaml.YAMLError as err:
-        raise UserError(f"{path}: not valid YAML ({str(err).splitlines()[0]})") from None
-    spec = parse_spec(raw, where=str(path))
-    return smoke_version(spec) if smoke and not spec.smoke else spec
-
-
-class _Checker:
-    """Raises UserErrors that name the file and the key."""
-
-    def __init__(self, where: str) -> None:
-        self.where = where
-
-    def fail(self, key: str, problem: str) -> UserError:
-        return UserError(f"{self.where}: {key}: {problem}")
-
-    def choice(self, key: str, value: Any, valid: tuple | list) -> Any:
-        if value not in valid:
-            raise self.fail(key, f"{value!r} is not valid; choose one of {', '.join(map(str, valid))}")
-        return value
-
-    def keys(self, key: str, mapping: Any, valid: tuple) -> dict:
-        if not isinstance(mapping, dict):
-            raise self.fail(key, f"must be a mapping with keys {', '.join(valid)}, got {mapping!r}")
-        unknown = [k for k in mapping if k not in valid]
-        if unknown:
-            raise self.fail(f"{key}.{unknown[0]}" if key else str(unknown[0]),
-                            f"unknown key; valid keys: {', '.join(valid)}")
-        return mapping
-
-    def number(self, key: str, value: Any, *, integer: bool = False, minimum: float | None = None) -> Any:
-        if isinstance(value, str):  # YAML 1.1 reads 1e-4 (no dot) as a string
-            try:
-                value = float(value)
-            except ValueError:
-                pass
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-        if ok and integer:
-            ok = float(value).is_integer()
-        if not ok:
-            raise self.fail(key, f"must be {'an integer' if integer else 'a number'}, got {value!r}")
-        if minimum is not None and value < minimum:
-            raise self.fail(key, f"must be >= {minimum}, got {value!r}")
-        return int(value) if integer else value
-
-
-def parse_spec(raw: Any, where: str = "<sweep>") -> SweepSpec:
-    """Validate a loaded YAML document into a SweepSpec (see sweeps/*.yaml for the format)."""
-    from ltrans.pairs import PAIRS
-
-    c = _Checker(where)
-    raw = c.keys("", raw, TOP_KEYS)
-    for required in ("name", "pairs", "objectives", "space"):
-        if required not in raw:
-            raise c.fail(required, f"missing; a sweep needs {', '.join(('name', 'pairs', 'objectives', 'space'))}")
-    pairs = _string_list(c, "pairs", raw["pairs"])
-    for i, pair in enumerate(pairs):
-        c.choice(f"pairs[{i}]", pair, PAIRS.names())
-    seeds = raw.get("seeds", [0])
-    if not isinstance(seeds, list) or not seeds:
-        raise c.fail("seeds", f"must be a non-empty list of integers, got {seeds!r}")
-    seeds = tuple(c.number(f"seeds[{i}]", s, integer=True, minimum=0) for i, s in enumerate(seeds))
-    preset = c.choice("preset", raw.get("preset", "paper"), PRESET_NAMES)
-    base = c.choice("base", raw["base"], BASES) if raw.get("base") is not None else None
-    sampler = c.choice("sampler", raw.get("sampler", "tpe"), SAMPLERS)
-    objectives = _objectives(c, raw["objectives"], sampler)
-    space = tuple(_dimension(c, f"space.{k}", k, v)  # sorted: a spec does not depend on key order
-                  for k, v in sorted(c.keys("space", raw["space"], _space_keys()).items()))
-    fixed = c.keys("fixed", raw.get("fixed") or {}, _space_keys())
-    spec = SweepSpec(
-        name=_name(c, raw["name"]), pairs=pairs, objectives=objectives, space=space,
-        budget=_budget(c, raw.get("budget"), sampler, space, pairs, seeds), preset=preset, base=base,
-        seeds=seeds, sampler=sampler, sampler_seed=c.number("sampler_seed", raw.get("sampler_seed", 0), integer=True),
-        fixed=tuple(sorted(fixed.items())), scheduler=_scheduler(c, raw.get("scheduler")),
-        resources=_resources(c, raw.get("resources") or {}),
-        max_concurrent=(c.number("max_concurrent", raw["max_concurrent"], integer=True, minimum=1)
-                        if raw.get("max_concurrent") is not None else None),
-        max_failures=c.number("max_failures", raw.get("max_failures", 2), integer=True, minimum=0),
-        description=str(raw.get("description", "")), smoke=bool(raw.get("smoke", False)),
-    )
-    _check_trials(c, spec)
-    return spec
-
-
-def _name(c: _Checker, name: Any) -> str:
-    if not isinstance(name, str) or not name.replace("-", "_").isidentifier():
-        raise c.fail("name", f"must be a short word (letters, digits, _ or -), got {name!r}")
-    return name
-
-
-def _string_list(c: _Checker, key: str, value: Any) -> tuple[str, ...]:
-    if isinstance(value, str):
-        value = [value]
-    if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
-        raise c.fail(key, f"must be a non-empty list of names, got {value!r}")
-    return tuple(value)
-
-
-def _space_keys() -> tuple[str, ...]:
-    """Dotted TrialConfig keys a sweep may search or fix (pair and seed come from pairs/seeds)."""
-    from ltrans.config import dotted_keys
-    from ltrans.pipeline import TrialConfig
-
-    return tuple(k for k in dotted_keys(TrialConfig()) if k not in ("pair", "seed"))
-
-
-def _objectives(c: _Checker, raw: Any, sampler: str) -> tuple[Objective, ...]:
-    if isinstance(raw, dict):
-        raw = [raw]
-    if not isinstance(raw, list) or not raw:
-        raise c.fail("objectives", "must be a list of {name: METRIC, direction: maximize|minimize}")
-    out = []
-    for i, item in enumerate(raw):
-        item = c.keys(f"objectives[{i}]", item, ("name", "direction"))
-        name = c.choice(f"objectives[{i}].name", item.get("name"), OBJECTIVE_METRICS)
-        out.append(Objective(name, c.choice(f"objectives[{i}].direction", item.get("direction", "maximize"),
-                                            DIRECTIONS)))
-    if len(out) > 1 and sampler == "cmaes":
-        raise c.fail("sampler", "cmaes optimises one objective; for several use nsga2, tpe, random or grid")
-    if len({o.name for o in out}) != len(out):
-        raise c.fail("objectives", "an objective is listed twice")
-    return tuple(out)
-
-
-def _dimension(c: _Checker, where: str, key: str, raw: Any) -> Dimension:
-    raw = c.keys(where, raw, ("type", "low", "high", "log", "step", "choices"))
-    kind = c.choice(f"{where}.type", raw.get("type"), KINDS)
-    if kind == "categorical":
-        choices = raw.get("choices")
-        if not isinstance(choices, list) or not choices or set(raw) - {"type", "choices"}:
-            raise c.fail(where, "categorical takes only `choices`, a non-empty list of values")
-        if any(not isinstance(v, (str, int, float, bool)) for v in choices) or len(set(choices)) != len(choices):
-            raise c.fail(f"{where}.choices", "must be distinct scalars (numbers, strings or booleans)")
-        return Dimension(key, kind, choices=tuple(choices))
-    integer = kind == "int"
-    low = c.number(f"{where}.low", raw.get("low"), integer=integer)
-    high = c.number(f"{where}.high", raw.get("high"), integer=integer)
-    log = raw.get("log", False)
-    if not isinstance(log, bool):
-        raise c.fail(f"{where}.log", f"must be true or false, got {log!r}")
-    step = c.number(f"{where}.step", raw["step"], integer=integer) if raw.get("step") is not None else None
-    if not low < high:
-        raise c.fail(where, f"needs low < high, got low={low}, high={high}")
-    if log and low <= 0:
-        raise c.fail(f"{where}.low", f"a log distribution needs low > 0, got {low}")
-    if log and step is not None:
-        raise c.fail(where, "log and step cannot be combined (Optuna's rule)")
-    if step is not None and step <= 0:
-        raise c.fail(f"{where}.step", f"must be > 0, got {step}")
-    return Dimension(key, kind, low, high, log, step)
-
-
-def _grid_size(space: tuple[Dimension, ...], pairs: tuple, seeds: tuple) -> int:
+def grid_size(space: tuple[Dimension, ...], pairs: tuple, seeds: tuple) -> int:
     return math.prod(len(d.grid_values()) for d in space) * len(pairs) * len(seeds)
 
-
-def _budget(c: _Checker, raw: Any, sampler: str, space: tuple[Dimension, ...], pairs: tuple, seeds: tuple) -> int:
-    if sampler == "grid":
-        for d in space:
-            if d.kind != "categorical" and (d.step is None or d.log):
-                raise c.fail(f"space.{d.key}", "grid search needs `choices` or a linear `step`")
-        size = _grid_size(space, pairs, seeds)
-        if raw is None:
-            return size
-        budget = c.number("budget", raw, integer=True, minimum=1)
-        if budget > size:
-            raise c.fail("budget", f"{budget} is more than the grid's {size} points")
-        return budget
-    if raw is None:
-        raise c.fail("budget", "missing: how many trials to run (an integer >= 1)")
-    return c.number("budget", raw, integer=True, minimum=1)
-
-
-def _scheduler(c: _Checker, raw: Any) -> Asha | None:
-    if raw is None or raw == "none" or (isinstance(raw, dict) and raw.get("type") == "none"):
-        return None
-    raw = c.keys("scheduler", raw, ("type", "grace_period", "reduction_factor", "metric", "mode"))
-    c.choice("scheduler.type", raw.get("type"), ("asha", "none"))
-    if "grace_period" not in raw:
-        raise c.fail("scheduler.grace_period", "missing: bridge steps before ASHA may stop a trial")
-    return Asha(
-        grace_period=c.number("scheduler.grace_period", raw["grace_period"], integer=True, minimum=1),
-        reduction_factor=c.number("scheduler.reduction_factor", raw.get("reduction_factor", 3.0), minimum=1.01),
-        metric=c.choice("scheduler.metric", raw.get("metric", "loss_recon"), SCHEDULER_METRICS),
-        mode=c.choice("scheduler.mode", raw.get("mode", "min"), ("min", "max")),
-    )
-
-
-def _resources(c: _Checker, raw: Any) -> Resources:
-    raw = c.keys("resources", raw, ("cpus", "gpus"))
-    return Resources(cpus=c.number("resources.cpus", raw.get("cpus", 1), minimum=0.01),
-                     gpus=c.number("resources.gpus", raw.get("gpus", 0), minimum=0))
-
-
-def _check_trials(c: _Checker, spec: SweepSpec) -> None:
-    """Every fixed value, bound and choice must make a valid TrialConfig for every pair."""
-    from ltrans.sweep.trials import base_config
-
-    for pair in spec.pairs:
-        cfg = base_config(spec, pair, c)
-        for d in spec.space:
-            values = d.choices if d.kind == "categorical" else (d.low, d.high)
-            for value in values:
-                _try_override(c, f"space.{d.key}", cfg, {d.key: value})
-        if spec.scheduler is not None:
-            steps = max([cfg.bridge.steps] + [d.high for d in spec.space if d.key == "bridge.steps"])
-            if spec.scheduler.grace_period > steps:
-                raise c.fail("scheduler.grace_period", f"{spec.scheduler.grace_period} is beyond the "
-                             f"trials' {steps} bridge steps")
-
-
-def _try_override(c: _Checker, key: str, cfg: Any, changes: dict) -> Any:
-    from ltrans.config import override
-
-    try:
-        return override(cfg, changes)
-    except UserError as err:
-        raise c.fail(key, str(err)) from None
 
 
 def smoke_version(spec: SweepSpec) -> SweepSpec:
@@ -370,9 +144,26 @@ def smoke_version(spec: SweepSpec) -> SweepSpec:
 
 
 def _grid_cap(spec: SweepSpec, space: tuple[Dimension, ...]) -> int:
-    return _grid_size(space, spec.pairs, spec.seeds) if spec.sampler == "grid" else SMOKE_BUDGET
+    return grid_size(space, spec.pairs, spec.seeds) if spec.sampler == "grid" else SMOKE_BUDGET
 
 
 def combos(spec: SweepSpec) -> list[tuple[str, int]]:
     """(pair, seed) combinations, in the order non-grid samplers cycle through them by trial number."""
     return list(itertools.product(spec.pairs, spec.seeds))
+
+
+from ltrans.sweep.parse import load_spec, parse_spec
+
+__all__ = [
+    "Asha",
+    "Dimension",
+    "Objective",
+    "Resources",
+    "SweepSpec",
+    "combos",
+    "grid_size",
+    "load_spec",
+    "parse_spec",
+    "smoke_version",
+    "transfer_mean",
+]

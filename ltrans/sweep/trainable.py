@@ -39,7 +39,7 @@ def bridge_trial(config: dict[str, Any], pairs: dict | None = None) -> None:
         data = _on_device(pairs[f"{cfg.pair}/{cfg.base}"], device)
         row, _ = run_trial(cfg, data, device=device, on_eval=on_eval)
         flat = row.flat()
-    except Exception as err:  # a raising trial is a failed row with its reason; the sweep goes on
+    except Exception as err:  # noqa: BLE001  a raising trial is a failed row with its reason; the sweep goes on
         flat = failed_row(cfg, f"{type(err).__name__}: {err}", traceback.format_exc())
     tune.report(final_report(flat, time.perf_counter() - start))
 

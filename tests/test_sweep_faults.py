@@ -1,0 +1,219 @@
+"""Faults with real Ray: a killed or interrupted driver, a lost worker node, trials that raise or diverge.
+
+Each ends with the same checks: exactly the budgeted trials, finished ones never re-run, and the
+Optuna study agreeing with trials.parquet.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import optuna
+import pandas as pd
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+CLI = "import ltrans.cli_sweep; from ltrans.cli import main; main()"
+STATE = {"ok": "COMPLETE", "pruned": "PRUNED", "failed": "FAIL"}
+
+
+def sweep_file(tmp_path: Path, name: str, **changes) -> Path:
+    doc = {"name": name, "preset": "smoke", "pairs": ["mnist_mnist"], "budget": 4, "sampler": "random",
+           "objectives": [{"name": "transfer_mean", "direction": "maximize"}],
+           "fixed": {"bridge.steps": 150, "bridge.eval_every": 50, "n_eval": 100},
+           "space": {"bridge.beta_swd": {"type": "float", "low": 0.1, "high": 10.0, "log": True}},
+           "max_concurrent": 1, "max_failures": 2} | changes
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    return path
+
+
+def start_cli(*args: str) -> subprocess.Popen:
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "LTRANS_RAY_CPUS": "2"}
+    return subprocess.Popen([sys.executable, "-c", CLI, "sweep", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, env=env, cwd=ROOT, start_new_session=True)
+
+
+def finish(proc: subprocess.Popen, timeout: int = 400) -> tuple[int, str]:
+    out, _ = proc.communicate(timeout=timeout)
+    return proc.returncode, out
+
+
+def ledger_lines(run: Path) -> list[dict]:
+    path = run / "ledger" / "trials.jsonl"
+    return [json.loads(x) for x in path.read_text().splitlines()] if path.exists() else []
+
+
+def wait_for(predicate, timeout: float = 300) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.2)
+
+
+def trial_in_flight(run: Path) -> bool:
+    """A finished trial and a later one mid-training (its curve has begun)."""
+    done = {e["number"] for e in ledger_lines(run) if e.get("kind") == "trial"}
+    curves = run / "ledger" / "curves.jsonl"
+    started = {json.loads(x)["number"] for x in curves.read_text().splitlines()} if curves.exists() else set()
+    return bool(done) and bool(started - done)
+
+
+def assert_consistent(run: Path, name: str, budget: int) -> pd.DataFrame:
+    """Exactly the budget, unique trials, and optuna.db telling the same story as trials.parquet."""
+    trials = pd.read_parquet(run / "trials.parquet")
+    assert len(trials) == budget and trials["number"].is_unique
+    study = optuna.load_study(study_name=name, storage=f"sqlite:///{run}/optuna.db")
+    told = {t.number: t for t in study.trials}
+    assert sorted(told) == sorted(trials["number"])
+    for _, row in trials.iterrows():
+        assert told[row.number].state.name == STATE[row.status]
+        if row.status == "ok":
+            assert told[row.number].values == [pytest.approx(row.transfer_mean)]
+    return trials
+
+
+def trial_dirs_by_key(run: Path, attempt: str) -> dict[str, list[Path]]:
+    """The Tune trials one attempt started, by the content key each ran."""
+    out: dict[str, list[Path]] = {}
+    for params in (run / "tune").glob(f"{attempt}/trial_*/params.json"):
+        out.setdefault(json.loads(params.read_text())["content_key"], []).append(params.parent)
+    return out
+
+
+def kill_group(proc: subprocess.Popen) -> None:
+    """Clean up what the killed driver left (its local Ray), all in the group we started."""
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+@pytest.mark.slow
+def test_sigkill_mid_sweep_then_resume_keeps_finished_trials_and_meets_the_budget(tmp_path, _session_cache):
+    run = tmp_path / "run"
+    proc = start_cli("run", str(sweep_file(tmp_path, "killed")), "--out", str(run))
+    wait_for(lambda: trial_in_flight(run))
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+    kill_group(proc)
+    before = {e["number"]: e for e in ledger_lines(run) if e.get("kind") == "trial"}
+    assert 1 <= len(before) < 4
+    code, out = finish(start_cli("resume", str(run)))
+    assert code == 0, out
+    trials = assert_consistent(run, "killed", 4)
+    after = trials.set_index("number")
+    for number, entry in before.items():  # kept as they were, from the first attempt
+        assert after.loc[number, "tune_trial_id"] == entry["tune_trial_id"] and after.loc[number, "attempt"] == 1
+    rerun = trial_dirs_by_key(run, "attempt-2")  # the resume's Tune experiment, complete on disk
+    assert sum(map(len, rerun.values())) == 4 - len(before)
+    assert not set(rerun) & {e["content_key"] for e in before.values()}, "a finished trial ran again"
+    curves = [json.loads(x) for x in (run / "ledger" / "curves.jsonl").read_text().splitlines()]
+    for point in curves:  # no training step of a finished trial came from another Tune trial
+        if point["number"] in before:
+            assert point["tune_trial_id"] == before[point["number"]]["tune_trial_id"]
+    assert set(after["attempt"]) == {1, 2}
+
+
+@pytest.mark.slow
+def test_sigint_leaves_a_resumable_folder_and_says_how_to_resume(tmp_path, _session_cache):
+    run = tmp_path / "run"
+    proc = start_cli("run", str(sweep_file(tmp_path, "interrupted")), "--out", str(run))
+    wait_for(lambda: trial_in_flight(run))
+    os.kill(proc.pid, signal.SIGINT)
+    code, out = finish(proc, timeout=120)
+    kill_group(proc)
+    assert code == 130, out
+    assert f"ltrans sweep resume {run}" in out
+    partial = pd.read_parquet(run / "trials.parquet")
+    assert 1 <= len(partial) < 4
+    code, out = finish(start_cli("resume", str(run)))
+    assert code == 0, out
+    assert_consistent(run, "interrupted", 4)
+
+
+@pytest.mark.slow
+def test_raising_and_diverging_trials_fail_with_their_reason_and_the_sweep_goes_on(tmp_path, _session_cache):
+    # A grid: n_classes 2 makes the classifier loss raise on labels 2..9; lr 1e8 makes the loss NaN.
+    space = {"bridge.n_classes": {"type": "categorical", "choices": [10, 2]},
+             "bridge.lr": {"type": "categorical", "choices": [1.0e-3, 1.0e8]}}
+    path = sweep_file(tmp_path, "faulty", sampler="grid", budget=None, space=space, max_concurrent=2)
+    code, out = finish(start_cli("run", str(path), "--out", str(tmp_path / "run")))
+    assert code == 0, out
+    trials = assert_consistent(tmp_path / "run", "faulty", 4).set_index(["config/bridge.n_classes", "config/bridge.lr"])
+    assert trials.loc[(10, 1.0e-3), "status"] == "ok"
+    assert trials.loc[(10, 1.0e8), "status"] == "failed"
+    assert "loss became nan" in trials.loc[(10, 1.0e8), "reason"]
+    for lr in (1.0e-3, 1.0e8):
+        assert trials.loc[(2, lr), "status"] == "failed"
+        assert trials.loc[(2, lr), "reason"].startswith("IndexError")
+
+
+def _children(pid: int) -> list[int]:
+    """Descendant pids of ``pid`` (from /proc; no psutil here)."""
+    parents = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            parents[int(stat.parent.name)] = int(fields[1])
+        except (OSError, IndexError, ValueError):
+            continue
+    out, frontier = [], [pid]
+    while frontier:
+        kids = [p for p, parent in parents.items() if parent in frontier]
+        out += kids
+        frontier = kids
+    return out
+
+
+def _runs_a_trial(pids: list[int]) -> bool:
+    for pid in pids:
+        try:
+            if "ImplicitFunc" in Path(f"/proc/{pid}/cmdline").read_text() + Path(f"/proc/{pid}/comm").read_text():
+                return True
+        except OSError:
+            continue
+    return False
+
+
+@pytest.mark.slow
+def test_losing_a_worker_node_mid_sweep_retries_its_trial_and_loses_nothing(tmp_path, _session_cache):
+    import ray
+    from ray.cluster_utils import Cluster
+
+    from ltrans.sweep.runner import create_run, execute
+
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
+    worker = cluster.add_node(num_cpus=1)
+    try:
+        ray.init(address=cluster.address)
+        run = create_run(sweep_file(tmp_path, "nodes", max_concurrent=2, budget=4), tmp_path / "run", False, [])
+        raylet = worker.all_processes["raylet"][0].process.pid
+        removed = threading.Event()
+
+        def remove_worker_when_busy() -> None:
+            wait_for(lambda: _runs_a_trial(_children(raylet)) and trial_in_flight(run), timeout=300)
+            cluster.remove_node(worker)
+            removed.set()
+
+        remover = threading.Thread(target=remove_worker_when_busy, daemon=True)
+        remover.start()
+        outcome = execute(run, address=cluster.address, echo=lambda line: None)
+        remover.join(timeout=5)
+    finally:
+        ray.shutdown()
+        cluster.shutdown()
+    assert removed.is_set(), "the worker node was never busy"
+    assert outcome.finished == 4 and outcome.counts["ok"] == 4
+    assert_consistent(run, "nodes", 4)
+    errors = list((run / "tune").glob("attempt-1/trial_*/error.txt"))
+    assert errors, "no trial saw the node go"  # it failed there, was retried on the head, and finished ok

@@ -1,0 +1,97 @@
+"""End to end: `ltrans sweep run sweeps/demo.yaml --smoke-test` on a real local Ray, and its run folder."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import optuna
+import pandas as pd
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+CLI = "import ltrans.cli_sweep; from ltrans.cli import main; main()"
+
+
+def sweep_cli(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "LTRANS_RAY_CPUS": "2"}
+    return subprocess.run([sys.executable, "-c", CLI, "sweep", *args], capture_output=True, text=True,
+                          timeout=timeout, env=env, cwd=ROOT, check=False)
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory, _session_cache):
+    run = tmp_path_factory.mktemp("sweep") / "demo-smoke"
+    proc = sweep_cli("run", "sweeps/demo.yaml", "--smoke-test", "--out", str(run))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return run, proc
+
+
+def study_of(run: Path, name: str = "demo") -> optuna.Study:
+    return optuna.load_study(study_name=name, storage=f"sqlite:///{run}/optuna.db")
+
+
+@pytest.mark.slow
+def test_smoke_sweep_leaves_a_complete_run_folder(smoke_run):
+    run, proc = smoke_run
+    for name in ("sweep.yaml", "provenance.json", "optuna.db", "trials.parquet", "curves.parquet", "state.json"):
+        assert (run / name).is_file(), name
+    assert list((run / "tune" / "attempt-1").glob("trial_*/params.json"))  # Tune's own layout
+    prov = json.loads((run / "provenance.json").read_text())
+    assert prov["git_sha"] and prov["packages"]["ray"].startswith("2.60") and prov["machine"]["cpus"] >= 1
+    assert "4/4 finished" in proc.stdout and "best transfer_mean" in proc.stdout  # the progress display
+
+
+@pytest.mark.slow
+def test_trials_parquet_agrees_with_the_optuna_study(smoke_run):
+    run, _ = smoke_run
+    trials = pd.read_parquet(run / "trials.parquet")
+    assert len(trials) == 4 and trials["number"].is_unique and trials["content_key"].is_unique
+    assert set(trials["status"]) <= {"ok", "pruned", "failed"} and (trials["status"] == "ok").any()
+    assert {"config/bridge.beta_swd", "config/bridge.lr", "config/seed", "wall_s", "node_ip"} <= set(trials.columns)
+    study = study_of(run)
+    told = {t.number: t for t in study.trials}
+    assert set(told) == set(trials["number"])
+    to_state = {"ok": "COMPLETE", "pruned": "PRUNED", "failed": "FAIL"}
+    for _, row in trials.iterrows():
+        frozen = told[row.number]
+        assert frozen.state.name == to_state[row.status]
+        assert frozen.user_attrs["content_key"] == row.content_key
+        assert frozen.params["bridge.beta_swd"] == row["config/bridge.beta_swd"]
+        if row.status == "ok":
+            assert frozen.values == [pytest.approx(row.transfer_mean)]
+            assert row.transfer_mean == pytest.approx((row.transfer_a_to_b + row.transfer_b_to_a) / 2)
+
+
+@pytest.mark.slow
+def test_curves_cover_each_trial_up_to_where_it_stopped(smoke_run):
+    run, _ = smoke_run
+    trials = pd.read_parquet(run / "trials.parquet").set_index("number")
+    curves = pd.read_parquet(run / "curves.parquet")
+    assert {"number", "step", "wall_s", "loss_recon", "loss_total"} <= set(curves.columns)
+    last = curves.groupby("number")["step"].max()
+    for number, row in trials.iterrows():
+        if row.status == "ok":
+            assert last[number] == row["config/bridge.steps"]
+        elif row.status == "pruned":
+            assert last[number] < row["config/bridge.steps"] and f"step {last[number]}" in row.reason
+
+
+@pytest.mark.slow
+def test_read_commands_and_an_idempotent_resume(smoke_run):
+    run, _ = smoke_run
+    status = sweep_cli("status", str(run))
+    assert status.returncode == 0 and "finished 4/4" in status.stdout
+    rows = json.loads(sweep_cli("trials", str(run), "-f", "json").stdout)
+    assert sorted(r["number"] for r in rows) == [0, 1, 2, 3]
+    csv = sweep_cli("trials", str(run), "-f", "csv").stdout
+    assert csv.splitlines()[0].startswith("number,") and len(csv.splitlines()) == 5
+    best = json.loads(sweep_cli("best", str(run)).stdout)
+    ok = [r for r in rows if r["status"] == "ok"]
+    assert best["objectives"]["transfer_mean"] == max(r["transfer_mean"] for r in ok)
+    again = sweep_cli("resume", str(run))
+    assert again.returncode == 0 and "4/4 trials finished" in again.stdout
+    assert not (run / "tune" / "attempt-2").exists()  # nothing was owed: Ray did not even start
