@@ -22,8 +22,7 @@ $(STAMP): pyproject.toml Makefile
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(VENV)/bin/ltrans demo
-	$(VENV)/bin/ltrans sweep run sweeps/demo.yaml --out runs/sweeps/demo
+	$(VENV)/bin/ltrans sweep run sweeps/demo.yaml
 
 test: $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)
