@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 
-from ltrans.bridge.config import BridgeConfig
 from ltrans.pairs import PAIRS
 from ltrans.pipeline import TrialConfig
 from ltrans.registry import Registry
@@ -36,7 +35,3 @@ def smoke(pair: str = "mnist_mnist") -> TrialConfig:
 def demo(pair: str = "mnist_mnist") -> TrialConfig:
     """The main job's trial: the paper's architecture and losses, 1,500 steps (about a minute on CPU)."""
     return TrialConfig(pair=pair, bridge=dataclasses.replace(PAIRS[pair].paper, steps=1500), base="full")
-
-
-def default_bridge() -> BridgeConfig:
-    return PAIRS["mnist_mnist"].paper

@@ -34,6 +34,16 @@ def build_seeded(build: Callable[[Any], nn.Module], config: Any, seed: int) -> n
         return build(config)
 
 
+def optimizer_step(loss: torch.Tensor, opt, sched, bar) -> None:
+    """One scheduled optimiser step on ``loss``, shown on the progress bar."""
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    sched.step()
+    bar.update()
+    bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
+
+
 def batch_indices(n: int, batch_size: int, generator: torch.Generator) -> Iterator[torch.Tensor]:
     """Endless minibatch indices: a fresh permutation of ``range(n)`` per epoch, remainder dropped."""
     batch_size = min(batch_size, n)
@@ -149,12 +159,7 @@ def train_classifier(
         if config.aug_shift or config.aug_rotate or config.aug_scale:
             xb = random_affine(xb, config.aug_shift, config.aug_rotate, config.aug_scale, gen)
         loss = F.cross_entropy(model(xb), y[idx])
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
-        bar.update()
-        bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
+        optimizer_step(loss, opt, sched, bar)
     bar.close()
     model.eval()
     info = {

@@ -25,6 +25,7 @@ from ltrans.models.classifier import (
     ClassifierConfig,
     ImageClassifier,
     batch_indices,
+    optimizer_step,
     build_seeded,
     predict_logits,
     progress_bar,
@@ -277,12 +278,7 @@ def train_spoken_classifier(
         xb = torch.cat([xb, outliers(xb[:n_out], g)])
         yb = torch.cat([y[idx], torch.full((n_out,), OUTLIER, device=device)])
         loss = F.cross_entropy(model.all_logits(xb), yb)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
-        bar.update()
-        bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
+        optimizer_step(loss, opt, sched, bar)
     bar.close()
     model.eval()
     x_test = to_model_space(DOMAIN, split.test.x)
