@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from ltrans.cli import _store, cli
+from ltrans.errors import UserError
 from ltrans.cli_models import DEVICE
 
 SETS = click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
@@ -46,9 +47,13 @@ def train_and_write(ctx: click.Context, cfg, out: Path, device: str) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(out / "config.json", dataclasses.asdict(cfg))
     atomic_write_text(out / "row.json", row.to_json() + "\n")
-    if cfg.method == "bridge" and translator is not None:
-        torch.save({k: v.cpu() for k, v in translator.model.state_dict().items()}, out / "bridge.pt.tmp")
+    if cfg.method == "bridge" and translator is not None and row.status == "ok":
+        from ltrans.showcase import bridge_state, write_examples
+
+        torch.save(bridge_state(translator.model), out / "bridge.pt.tmp")
         (out / "bridge.pt.tmp").replace(out / "bridge.pt")
+        write_examples(translator.model, {"a": data.a, "b": data.b}, out / "examples", seed=cfg.seed)
+        click.echo(f"translations and interpolation strips in {out / 'examples'}")
     return row.flat()
 
 
@@ -71,6 +76,48 @@ def bridge_train(ctx: click.Context, pair: str, preset: str, sets: tuple[str, ..
     cfg = trial_config(pair, preset, sets)
     row = train_and_write(ctx, cfg, out or Path("runs") / "bridge" / pair, device)
     click.echo(json.dumps(_headline(row), indent=2))
+
+
+@cli.command()
+@click.argument("pair")
+@click.option("--from", "src", type=click.Choice(["a", "b"]), default="a", show_default=True,
+              help="Source side of PAIR (a is the pair's first base model).")
+@click.option("-n", "n", type=click.IntRange(10, 1000), default=50, show_default=True,
+              help="Held-out source examples to translate (class-balanced).")
+@click.option("-o", "--out", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="Folder for the side-by-side grid, interpolation strips and (audio) WAVs.")
+@click.option("--bridge", "bridge_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="A folder written by `ltrans bridge train` (default runs/bridge/PAIR).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Which held-out examples and strips.")
+@DEVICE
+@click.pass_context
+def translate(ctx: click.Context, pair: str, src: str, n: int, out: Path, bridge_dir: Path | None, seed: int,
+              device: str) -> None:
+    """Translate held-out examples of one side of PAIR with a trained bridge; write grids and WAVs."""
+    from ltrans.artifacts import atomic_write_json
+    from ltrans.models import zoo
+    from ltrans.pipeline import load_pair
+    from ltrans.showcase import load_bridge, write_interpolations, write_translations
+
+    import ltrans.models  # noqa: F401  (registries)
+    from ltrans.pairs import PAIRS
+
+    PAIRS[pair]  # unknown pair -> clear error with the known ones
+    folder = bridge_dir or Path("runs") / "bridge" / pair
+    cfg, model = load_bridge(folder)
+    if cfg.pair != pair:
+        raise UserError(f"{folder} holds a bridge for {cfg.pair!r}, not {pair!r}; pass --bridge with a "
+                        f"folder from `ltrans bridge train {pair}`")
+    device = zoo.resolve_device(device)
+    data = load_pair(pair, store=_store(ctx), preset=cfg.base, device=device, progress=True)
+    sides = {"a": data.a, "b": data.b}
+    summary = write_translations(model.to(device), sides, src, n, out, seed)
+    summary["files"] += [str(p) for p in write_interpolations(model, sides, src, out, seed=seed)]
+    atomic_write_json(out / f"summary_{summary['direction']}.json", summary)
+    for path in summary["files"]:
+        click.echo(path)
+    click.echo(f"{pair} {summary['direction']}: target classifier agrees with the source on "
+               f"{summary['agreement']:.1%} of {summary['n']} examples")
 
 
 def _headline(row: dict) -> dict:

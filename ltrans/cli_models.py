@@ -74,6 +74,63 @@ def base_ls(ctx: click.Context, base_preset: str, fmt: str) -> None:
     _emit(rows, ["name", "kind", "domain", "latent_dim", "status", "train_s", "quality"], fmt)
 
 
+@base.command("sample")
+@click.argument("name")
+@click.option("-o", "--out", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="Folder for the sample grids (and WAVs for audio) and summary.json.")
+@click.option("-n", "n_samples", type=click.IntRange(10, 100_000), default=2000, show_default=True,
+              help="Prior draws to decode and classify.")
+@click.option("--per-class", type=click.IntRange(1, 32), default=8, show_default=True,
+              help="Most confident samples shown (and WAVs written) per class.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@PRESET
+@DEVICE
+@click.pass_context
+def base_sample(ctx: click.Context, name: str, out: Path, n_samples: int, per_class: int, seed: int,
+                base_preset: str, device: str) -> None:
+    """Prior samples of base model NAME per class, judged by its domain classifier."""
+    from ltrans.artifacts import atomic_write_json
+    from ltrans.models import zoo
+    from ltrans.models.base import BASE_MODELS
+
+    _base_names()
+    spec, device = BASE_MODELS[name], zoo.resolve_device(device)
+    model = zoo.base_model(name, store=_store(ctx), preset=base_preset, device=device, progress=True)
+    clf = zoo.classifier(spec.domain, store=_store(ctx), preset=base_preset, device=device, progress=True)
+    paths, stats = write_samples(name, spec.domain, model.module, clf.module, spec.latent_dim, out,
+                                 n=n_samples, per_class=per_class, seed=seed)
+    atomic_write_json(out / "summary.json", stats)
+    for path in paths:
+        click.echo(str(path))
+    click.echo(f"{name}: {stats['confident_fraction']:.1%} of {n_samples} prior samples confidently a class "
+               f"(softmax >= {stats['threshold']}); per class {list(stats['confident_per_class'].values())}")
+
+
+def write_samples(name: str, domain: str, decoder, classifier, latent_dim: int, out: Path, *, n: int,
+                  per_class: int, seed: int) -> tuple[list[Path], dict]:
+    """Grid of the most confident samples per class, a grid of unselected draws, WAVs for audio."""
+    from ltrans import render
+    from ltrans.data.base import DATASETS
+    from ltrans.samples import prior_samples, summary
+
+    names = list(DATASETS[domain].class_names)
+    samples = prior_samples(decoder, classifier, latent_dim, n=n, seed=seed)
+    stats = summary(samples, names)
+    best = [samples.best_of_class(c, per_class) for c in range(len(names))]
+    rows = [[render.tile(domain, samples.x[i]) for i in idx] or [render.tile(domain, samples.x[0] * 0)]
+            for idx in best]
+    labels = [f"{c} ({stats['confident_per_class'][c]})" for c in names]
+    paths = [render.write_grid(rows, labels, out / f"{name}_by_class.png")]
+    draws = [[render.tile(domain, x) for x in samples.x[r * 10:(r + 1) * 10]] for r in range(min(8, n // 10))]
+    paths.append(render.write_grid(draws, [f"{10 * r + 1}-" for r in range(len(draws))],
+                                   out / f"{name}_draws.png"))
+    if render.is_audio(domain):
+        for c, idx in zip(names, best):
+            paths += render.write_wavs([samples.x[i] for i in idx], [f"{name}_{c}_{k}" for k in range(len(idx))],
+                                       out / "wav")
+    return paths, stats
+
+
 def _quality(record: dict | None) -> str:
     """The headline figure of a record: test accuracy, reconstruction error or sample confidence."""
     if not record:

@@ -31,7 +31,7 @@ def spectrogram_rgb(spec: np.ndarray) -> np.ndarray:
     return colormap(np.flipud(spec))
 
 
-def _to_rgb(tile: np.ndarray) -> np.ndarray:
+def to_rgb(tile: np.ndarray) -> np.ndarray:
     if tile.ndim == 2:
         return np.repeat((np.clip(tile, 0, 1) * 255).round().astype(np.uint8)[..., None], 3, axis=2)
     return tile
@@ -44,7 +44,7 @@ def tile_grid(
     pad: int = 2,
 ) -> Image.Image:
     """A grid image of ``tiles[row][col]`` (2-d grey in [0, 1] or RGB uint8), labelled on the left."""
-    h, w = _to_rgb(tiles[0][0]).shape[:2]
+    h, w = to_rgb(tiles[0][0]).shape[:2]
     n_rows, n_cols = len(tiles), max(len(r) for r in tiles)
     label_w = 8 + 7 * max((len(s) for s in row_labels), default=0) if row_labels else 0
     width = label_w + n_cols * (w * scale + pad) + pad
@@ -57,7 +57,7 @@ def tile_grid(
         if row_labels:
             draw.text((4, top + h * scale // 2 - 6), row_labels[r], fill=(0, 0, 0), font=font)
         for c, tile in enumerate(row):
-            img = Image.fromarray(_to_rgb(tile)).resize((w * scale, h * scale), Image.NEAREST)
+            img = Image.fromarray(to_rgb(tile)).resize((w * scale, h * scale), Image.NEAREST)
             canvas.paste(img, (label_w + pad + c * (w * scale + pad), top))
     return canvas
 

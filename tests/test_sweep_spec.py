@@ -101,10 +101,23 @@ def test_cli_reports_a_bad_sweep_in_one_line_exit_2_and_starts_nothing(tmp_path)
     out = tmp_path / "run"
     code = "import ltrans.cli_sweep; from ltrans.cli import main; main()"
     proc = subprocess.run([sys.executable, "-c", code, "sweep", "run", str(path), "--out", str(out)],
-                          capture_output=True, text=True, timeout=60, check=False)
+                          capture_output=True, text=True, timeout=180, check=False)
     assert proc.returncode == 2
     assert proc.stderr.strip().count("\n") == 0 and "mnist_mnits" in proc.stderr and "Traceback" not in proc.stderr
     assert not out.exists() and "ray" not in proc.stdout.lower()
+
+
+@pytest.mark.parametrize("change, words", BAD, ids=[str(next(iter(c))) + str(i) for i, (c, _) in enumerate(BAD)])
+def test_cli_turns_each_mistake_into_exit_2_and_no_run_folder(tmp_path, change, words):
+    from click.testing import CliRunner
+
+    from ltrans.cli import cli
+
+    path, out = tmp_path / "bad.yaml", tmp_path / "run"
+    path.write_text(yaml.safe_dump(good() | change))
+    result = CliRunner().invoke(cli, ["sweep", "run", str(path), "--out", str(out)])
+    assert result.exit_code == 2 and result.output.startswith("error: ") and result.output.count("\n") == 1
+    assert words[0] in result.output and not out.exists()
 
 
 def test_resolve_fixes_pair_seed_and_overrides_and_round_trips(tmp_path):

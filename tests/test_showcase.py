@@ -1,0 +1,125 @@
+"""What a person looks at: prior samples per class (`ltrans base sample`), translations and
+interpolation strips of a trained bridge (`ltrans translate`), and the bridge folder they load."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+from PIL import Image
+
+from ltrans import render
+from ltrans.cli import cli
+from ltrans.cli_bridge import train_and_write
+from ltrans.config import override
+from ltrans.data.audio import N_SAMPLES, read_wav
+from ltrans.errors import UserError
+from ltrans.models import zoo
+from ltrans.pipeline import load_pair, run_trial
+from ltrans.presets import smoke
+from ltrans.samples import CONFIDENT, prior_samples
+from ltrans.showcase import load_bridge, write_translations
+
+
+def _grid_rows(path) -> int:
+    return (Image.open(path).height - 2) // (render.TILE + 2)
+
+
+@pytest.fixture(scope="module")
+def mnist_models(store):
+    return (zoo.base_model("mnist_vae", store=store, preset="tiny"),
+            zoo.classifier("mnist", store=store, preset="tiny"))
+
+
+def test_prior_samples_are_seeded_and_their_summary_counts_them(mnist_models):
+    vae, clf = mnist_models
+    first = prior_samples(vae.module, clf.module, 100, n=300, seed=3)
+    again = prior_samples(vae.module, clf.module, 100, n=300, seed=3)
+    other = prior_samples(vae.module, clf.module, 100, n=300, seed=4)
+    assert torch.equal(first.x, again.x) and not torch.equal(first.x, other.x)
+    assert first.x.shape == (300, 28, 28) and float(first.x.min()) >= 0 and float(first.x.max()) <= 1
+    counts = first.per_class(10)
+    assert sum(counts) == int((first.confidence >= CONFIDENT).sum())
+    for c in range(10):
+        best = first.best_of_class(c, 5)
+        assert (first.label[best] == c).all()
+        assert torch.all(first.confidence[best][:-1] >= first.confidence[best][1:])
+
+
+def test_base_sample_writes_a_class_grid_and_wavs_for_audio(store, tmp_path):
+    result = CliRunner().invoke(cli, ["base", "sample", "spoken_specgan", "--preset", "tiny", "-o", str(tmp_path),
+                                      "-n", "200", "--per-class", "2"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["n"] == 200 and len(summary["confident_per_class"]) == 10
+    assert _grid_rows(tmp_path / "spoken_specgan_by_class.png") == 10
+    assert _grid_rows(tmp_path / "spoken_specgan_draws.png") == 8
+    wavs = sorted((tmp_path / "wav").glob("*.wav"))
+    assert 0 < len(wavs) <= 20  # up to two per class that the classifier gave any sample to
+    wave, rate = read_wav(wavs[0])
+    assert rate == 16_000 and len(wave) == N_SAMPLES and np.abs(wave).max() > 0.01
+
+
+@pytest.fixture(scope="module")
+def pair(store):
+    return load_pair("mnist_mnist", store=store, preset="tiny")
+
+
+@pytest.fixture(scope="module")
+def bridge_folder(pair, tmp_path_factory):
+    """A smoke bridge written by the same function `ltrans bridge train` uses."""
+    import click
+
+    out = tmp_path_factory.mktemp("bridge")
+    with click.Context(cli, obj={"cache_dir": None}) as ctx:
+        train_and_write(ctx, smoke("mnist_mnist"), out, "cpu")
+    return out
+
+
+def test_bridge_folder_round_trips_and_has_examples(bridge_folder, pair):
+    cfg, model = load_bridge(bridge_folder)
+    assert cfg == smoke("mnist_mnist")
+    _, result = run_trial(cfg, pair)  # same seed -> the same bridge, bitwise on CPU
+    z = pair.a.latents.test.mu[:20]
+    assert torch.equal(model.translate(z, "a", "b"), result.model.translate(z, "a", "b"))
+    summary = json.loads((bridge_folder / "examples" / "summary.json").read_text())
+    assert set(summary) == {"a_to_b", "b_to_a"}
+    for name in ("a_to_b.png", "interp_within_a_to_b.png", "interp_across_b_to_a.png"):
+        assert (bridge_folder / "examples" / name).is_file()
+    assert _grid_rows(bridge_folder / "examples" / "interp_within_a_to_b.png") == 10  # 5 strips x (src, dst)
+
+
+def test_translation_agreement_equals_the_trials_transfer_accuracy(bridge_folder, pair, tmp_path):
+    cfg, model = load_bridge(bridge_folder)
+    row, _ = run_trial(override(cfg, {"n_eval": 50}), pair)
+    sides = {"a": pair.a, "b": pair.b}
+    for src, dst in (("a", "b"), ("b", "a")):
+        summary = write_translations(model, sides, src, 50, tmp_path, seed=cfg.seed)
+        assert summary["n"] == 50
+        # Two code paths (the evaluation and the picture writer) judge the same 50 examples alike.
+        assert summary["agreement"] == pytest.approx(row.flat()[f"transfer_{src}_to_{dst}"])
+        assert _grid_rows(tmp_path / f"{src}_to_{dst}.png") == 10
+
+
+def test_a_damaged_or_missing_bridge_is_refused_clearly(bridge_folder, tmp_path):
+    with pytest.raises(UserError, match="bridge train"):
+        load_bridge(tmp_path)
+    for name in ("config.json", "bridge.pt"):
+        (tmp_path / name).write_bytes((bridge_folder / name).read_bytes())
+    data = (tmp_path / "bridge.pt").read_bytes()
+    (tmp_path / "bridge.pt").write_bytes(data[: len(data) // 2])
+    with pytest.raises(UserError, match="cannot be loaded"):
+        load_bridge(tmp_path)
+
+
+def test_translate_cli_refuses_a_bridge_of_another_pair(bridge_folder, tmp_path):
+    result = CliRunner().invoke(cli, ["translate", "mnist_animals", "--bridge", str(bridge_folder), "-o",
+                                      str(tmp_path)])
+    assert result.exit_code == 2 and "mnist_mnist" in result.output and "Traceback" not in result.output
+    result = CliRunner().invoke(cli, ["translate", "mnist_mnist", "--bridge", str(bridge_folder), "-o",
+                                      str(tmp_path), "-n", "20"])
+    assert result.exit_code == 0, result.output
+    assert "agrees with the source" in result.output and (tmp_path / "a_to_b.png").is_file()
