@@ -22,7 +22,9 @@ $(STAMP): pyproject.toml Makefile
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(VENV)/bin/ltrans sweep run sweeps/demo.yaml
+	run=runs/sweeps/demo-$$(date +%Y%m%d-%H%M%S) && \
+	$(VENV)/bin/ltrans sweep run sweeps/demo.yaml --out $$run && \
+	$(VENV)/bin/ltrans report --examples $$run
 
 test: $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)

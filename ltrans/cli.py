@@ -74,6 +74,6 @@ def main() -> None:
 
 from ltrans import cli_data, cli_cache  # noqa: E402  (commands register themselves on `cli`)
 
-from ltrans import cli_bridge, cli_models, cli_sweep  # noqa: E402
+from ltrans import cli_bridge, cli_models, cli_report, cli_sweep  # noqa: E402
 
-__all__ = ["cli", "main", "cli_data", "cli_cache", "cli_models", "cli_bridge", "cli_sweep"]
+__all__ = ["cli", "main", "cli_data", "cli_cache", "cli_models", "cli_bridge", "cli_report", "cli_sweep"]
