@@ -45,6 +45,12 @@ def base_train(ctx: click.Context, name: str, base_preset: str, device: str) -> 
                                    progress=True)):
         r = trained.record
         click.echo(f"{r['kind']} {r['name']}: {r['train_seconds']:.1f} s training, {json.dumps(r['info'])}")
+    if spec.kind == "gan":  # a GAN has no reconstruction error: judge its prior samples instead
+        from ltrans.samples import sample_quality
+
+        q = sample_quality(name, store=_store(ctx), preset=base_preset, device=device)
+        click.echo(f"{name}: {q['confident_fraction']:.1%} of {q['n']} prior samples confidently a class, "
+                   f"per class {list(q['confident_per_class'].values())}")
 
 
 @base.command("ls")
@@ -64,7 +70,7 @@ def base_ls(ctx: click.Context, base_preset: str, fmt: str) -> None:
         rows.append({"name": name, "kind": spec.kind, "domain": spec.domain, "latent_dim": spec.latent_dim,
                      "status": "trained" if record else "not trained",
                      "train_s": round(record["train_seconds"], 1) if record else "",
-                     "quality": _quality(record), "info": record["info"] if record else None})
+                     "quality": _quality(record, store), "info": record["info"] if record else None})
     for domain in CLASSIFIERS.names():
         record = zoo.is_trained(domain, store=store, preset=base_preset, kind="classifier")
         rows.append({"name": f"classifier:{domain}", "kind": "classifier", "domain": domain, "latent_dim": "",
@@ -99,6 +105,10 @@ def base_sample(ctx: click.Context, name: str, out: Path, n_samples: int, per_cl
     clf = zoo.classifier(spec.domain, store=_store(ctx), preset=base_preset, device=device, progress=True)
     paths, stats = write_samples(name, spec.domain, model.module, clf.module, spec.latent_dim, out,
                                  n=n_samples, per_class=per_class, seed=seed)
+    if spec.kind == "gan":  # so that `base ls` shows it
+        from ltrans.samples import sample_quality
+
+        sample_quality(name, store=_store(ctx), preset=base_preset, device=device)
     atomic_write_json(out / "summary.json", stats)
     for path in paths:
         click.echo(str(path))
@@ -131,15 +141,20 @@ def write_samples(name: str, domain: str, decoder, classifier, latent_dim: int, 
     return paths, stats
 
 
-def _quality(record: dict | None) -> str:
-    """The headline figure of a record: test accuracy, reconstruction error or sample confidence."""
+def _quality(record: dict | None, store=None) -> str:
+    """The headline figure of a record: test accuracy, reconstruction error, or (GAN) the share of prior
+    samples the classifier is sure of, once `ltrans base train` or `base sample` computed it."""
     if not record:
         return ""
     info = record["info"]
-    for key, label in (("test_accuracy", "test acc"), ("test_recon_mse", "test recon mse"),
-                       ("confident_fraction", "confident samples")):
+    for key, label in (("test_accuracy", "test acc"), ("test_recon_mse", "test recon mse")):
         if key in info:
             return f"{label} {info[key]:.4g}"
+    if store is not None and record.get("kind") == "gan":
+        from ltrans.samples import stored_quality
+
+        q = stored_quality(record, store)
+        return f"confident samples {q['confident_fraction']:.1%}" if q else "run `ltrans base sample`"
     return ""
 
 

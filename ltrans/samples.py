@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 CONFIDENT = 0.9  # the same threshold as the GAN latent selection (ltrans.latents.GAN_SELECTION)
+QUALITY_SAMPLES = 2000  # prior draws behind the quality figure of a GAN in `ltrans base ls`
 
 
 @dataclass(frozen=True)
@@ -62,3 +63,39 @@ def summary(samples: PriorSamples, class_names: list[str]) -> dict:
     return {"n": len(samples.z), "threshold": CONFIDENT, "confident_fraction": samples.confident_fraction(),
             "mean_confidence": float(samples.confidence.mean()),
             "confident_per_class": dict(zip(class_names, counts)), "min_class_count": int(np.min(counts))}
+
+
+def _quality_key(record: dict):
+    from ltrans.artifacts import make_key
+
+    return make_key("sample_quality", record["name"], model=record["key"], n=QUALITY_SAMPLES, threshold=CONFIDENT)
+
+
+def sample_quality(name: str, *, store, preset: str = "full", device: str = "cpu") -> dict:
+    """The stored summary of QUALITY_SAMPLES prior draws of base model ``name`` (computed once)."""
+    import json
+
+    from ltrans.artifacts import atomic_write_json
+    from ltrans.data.base import DATASETS
+    from ltrans.models import zoo
+    from ltrans.models.base import BASE_MODELS
+
+    spec = BASE_MODELS[name]
+    model = zoo.base_model(name, store=store, preset=preset, device=device)
+    clf = zoo.classifier(spec.domain, store=store, preset=preset, device=device)
+
+    def build(out) -> None:
+        samples = prior_samples(model.module, clf.module, spec.latent_dim, n=QUALITY_SAMPLES, seed=0)
+        atomic_write_json(out / "summary.json", summary(samples, list(DATASETS[spec.domain].class_names)))
+
+    path = store.get_or_create(_quality_key(model.record), build)
+    return json.loads((path / "summary.json").read_text())
+
+
+def stored_quality(record: dict, store) -> dict | None:
+    """The sample-quality summary of a trained model's record if it was computed, else None."""
+    import json
+
+    key = _quality_key(record)
+    return json.loads((store.path(key) / "summary.json").read_text()) if store.exists(key) else None
+

@@ -20,7 +20,7 @@ from ltrans.errors import UserError
 from ltrans.models import zoo
 from ltrans.pipeline import load_pair, run_trial
 from ltrans.presets import smoke
-from ltrans.samples import CONFIDENT, prior_samples
+from ltrans.samples import CONFIDENT, prior_samples, sample_quality, stored_quality
 from ltrans.showcase import load_bridge, write_translations
 
 
@@ -61,6 +61,13 @@ def test_base_sample_writes_a_class_grid_and_wavs_for_audio(store, tmp_path):
     assert 0 < len(wavs) <= 20  # up to two per class that the classifier gave any sample to
     wave, rate = read_wav(wavs[0])
     assert rate == 16_000 and len(wave) == N_SAMPLES and np.abs(wave).max() > 0.01
+    # The GAN's quality figure for `base ls` is now stored: 2,000 draws, the same summary every time.
+    record = zoo.is_trained("spoken_specgan", store=store, preset="tiny")
+    quality = stored_quality(record, store)
+    assert quality == sample_quality("spoken_specgan", store=store, preset="tiny") and quality["n"] == 2000
+    listing = CliRunner().invoke(cli, ["base", "ls", "--preset", "tiny", "-f", "json"], catch_exceptions=False)
+    row = next(r for r in json.loads(listing.output) if r["name"] == "spoken_specgan")
+    assert row["quality"] == f"confident samples {quality['confident_fraction']:.1%}"
 
 
 @pytest.fixture(scope="module")
