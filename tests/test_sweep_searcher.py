@@ -144,3 +144,21 @@ def test_nsga2_tells_several_objectives(tmp_path):
 def test_classify(result, error, pruned_at, expected):
     outcome = classify(result, error, pruned_at)
     assert (outcome[0] if outcome else None) == expected
+
+
+def test_cmaes_samples_within_bounds_and_moves_towards_the_optimum(tmp_path):
+    space = {"bridge.beta_swd": {"type": "float", "low": 0.1, "high": 10.0, "log": True},
+             "bridge.lr": {"type": "float", "low": 1.0e-4, "high": 1.0e-2, "log": True}}
+    spec = make_spec(tmp_path, sampler="cmaes", budget=24, space=space)
+    searcher, study = searcher_for(tmp_path, spec)
+    assert isinstance(study.sampler, optuna.samplers.CmaEsSampler)
+    distance = []
+    for i in range(24):  # the objective peaks at beta_swd = 1, lr = 1e-3
+        cfg = config_from_flat(searcher.suggest(f"t{i}")["trial"])
+        assert 0.1 <= cfg.bridge.beta_swd <= 10.0 and 1e-4 <= cfg.bridge.lr <= 1e-2
+        d = math.log10(cfg.bridge.beta_swd) ** 2 + (math.log10(cfg.bridge.lr) + 3) ** 2
+        distance.append(d)
+        searcher.on_trial_complete(f"t{i}", final(1.0 - d))
+    cma = [t for t in study.trials if any(k.startswith("cma:") for k in t.system_attrs)]
+    assert len(cma) >= 12  # after its start-up trial, CMA-ES itself proposes the points
+    assert sum(distance[-8:]) < sum(distance[:8])
