@@ -126,38 +126,71 @@ def _domain(lat: Latents, cfg: BridgeConfig, generator: torch.Generator, device:
                    ClassSampler(y, cfg.balanced_batches, generator), labelled, sub)
 
 
-def _classified(model: Bridge, dom: tuple[_Domain, _Domain], idx: tuple[Tensor, Tensor], code: Tensor,
-                cfg: BridgeConfig, generator: torch.Generator) -> tuple[Tensor | None, Tensor | None]:
-    """Codes and labels for the classifier term: the batch itself when all rows are labelled, else a
-    separate class-balanced batch from each domain's labelled subset (so k labels are used every step,
-    not only when a random batch happens to hit one)."""
+@dataclass(frozen=True)
+class StepDraws:
+    """One step's rows and noise, drawn before any compute and in the order training has always drawn
+    them, so that a pack can draw them per member from that member's generator (``bridge.packed``).
+
+    z_a, z_b: (n, dim_*) sampled latents; y: (2n,) their labels; eps: (2n, k) noise of the code sample;
+    labelled: one (side, z (m, dim), y (m,), eps (m, k)) per domain with a labelled batch, when the
+    classifier trains on a labelled subset (0 < n_sup); the SWD directions are drawn after these.
+    """
+
+    z_a: Tensor
+    z_b: Tensor
+    y: Tensor
+    eps: Tensor
+    labelled: tuple[tuple[int, Tensor, Tensor, Tensor], ...] = ()
+
+
+def draw_step(dom: tuple[_Domain, _Domain], cfg: BridgeConfig, generator: torch.Generator) -> StepDraws:
+    """Batch rows of both domains, their posterior samples and the code noise of one step.
+
+    With a labelled subset, the classifier gets a separate class-balanced batch from each domain's
+    labelled rows (so k labels are used every step, not only when a random batch happens to hit one).
+    """
+    n, device = cfg.batch_size, generator.device
+    idx = (dom[0].batches.draw(n), dom[1].batches.draw(n))
+    z_a, z_b = (d.sample(i, cfg, generator) for d, i in zip(dom, idx))
+    eps = torch.randn((2 * n, cfg.shared_dim), generator=generator, device=device)
+    labelled = []
+    if cfg.beta_cls > 0 and cfg.n_sup > 0:
+        for side, d in enumerate(dom):
+            if d.labelled_batches is None:
+                continue
+            rows = d.labelled[d.labelled_batches.draw(min(cfg.batch_size, len(d.labelled)))]
+            z = d.sample(rows, cfg, generator)
+            noise = torch.randn((len(rows), cfg.shared_dim), generator=generator, device=device)
+            labelled.append((side, z, d.y[rows], noise))
+    y = torch.cat([dom[0].y[idx[0]], dom[1].y[idx[1]]])
+    return StepDraws(z_a, z_b, y, eps, tuple(labelled))
+
+
+def _classified(model: Bridge, draws: StepDraws, code: Tensor,
+                cfg: BridgeConfig) -> tuple[Tensor | None, Tensor | None]:
+    """Codes and labels for the classifier term: the batch itself when all rows are labelled, else the
+    separate labelled batches of ``draws``."""
     if cfg.beta_cls == 0 or cfg.n_sup == 0:
         return None, None
     if cfg.n_sup < 0:
-        return code, torch.cat([dom[0].y[idx[0]], dom[1].y[idx[1]]])
+        return code, draws.y
     codes, labels = [], []
-    for side, d in enumerate(dom):
-        if d.labelled_batches is None:
-            continue
-        rows = d.labelled[d.labelled_batches.draw(min(cfg.batch_size, len(d.labelled)))]
-        z = model.pad(d.sample(rows, cfg, generator))
-        mu, std = model.encode_padded(z, torch.full((len(rows),), side, device=z.device))
-        codes.append(mu + std * torch.randn(mu.shape, generator=generator, device=generator.device))
-        labels.append(d.y[rows])
+    for side, z, y, eps in draws.labelled:
+        mu, std = model.encode_padded(model.pad(z), torch.full((len(z),), side, device=z.device))
+        codes.append(mu + std * eps)
+        labels.append(y)
     return (torch.cat(codes), torch.cat(labels)) if codes else (None, None)
 
 
-def _forward(model: Bridge, dom: tuple[_Domain, _Domain], cfg: BridgeConfig,
-             generator: torch.Generator) -> BridgeBatch:
+def _forward(model: Bridge, draws: StepDraws, cfg: BridgeConfig) -> BridgeBatch:
     """Encode both domains' batches in one pass of the shared body, sample z', decode."""
     n = cfg.batch_size
-    idx = (dom[0].batches.draw(n), dom[1].batches.draw(n))
-    z_a, z_b = (d.sample(i, cfg, generator) for d, i in zip(dom, idx))
+    z_a, z_b = draws.z_a, draws.z_b
     ids = torch.cat([torch.zeros(n, dtype=torch.long), torch.ones(n, dtype=torch.long)]).to(z_a.device)
     mu, std = model.encode_padded(torch.cat([model.pad(z_a), model.pad(z_b)]), ids)  # (2n, k) each
-    code = mu + std * torch.randn(mu.shape, generator=generator, device=generator.device)
+    code = mu + std * draws.eps
     recon = model.decode_padded(code, ids)  # (2n, pad_dim)
-    cls_code, cls_y = _classified(model, dom, idx, code, cfg, generator)
+    cls_code, cls_y = _classified(model, draws, code, cfg)
     return BridgeBatch(z_a, z_b, recon[:n, : model.dims[0]], recon[n:, : model.dims[1]], mu, std,
                        code[:n], code[n:], cls_code, cls_y)
 
@@ -193,7 +226,8 @@ def train_bridge(cfg: BridgeConfig, latents_a: Latents, latents_b: Latents, *, s
     opt = torch.optim.Adam(params, lr=cfg.lr)
     model.train()
     for step in range(1, cfg.steps + 1):
-        loss, parts = bridge_loss(_forward(model, dom, cfg, step_gen), cfg, step_gen, model.classify)
+        draws = draw_step(dom, cfg, step_gen)
+        loss, parts = bridge_loss(_forward(model, draws, cfg), cfg, step_gen, model.classify)
         if not bool(torch.isfinite(loss)):
             return run.result("failed", f"loss became {loss.item()} at step {step}")
         opt.zero_grad(set_to_none=True)

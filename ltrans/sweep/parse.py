@@ -16,6 +16,7 @@ from ltrans.sweep.spec import (
     BASES,
     DIRECTIONS,
     KINDS,
+    MAX_PACK,
     OBJECTIVE_METRICS,
     PRESET_NAMES,
     SAMPLERS,
@@ -115,6 +116,7 @@ def parse_spec(raw: Any, where: str = "<sweep>") -> SweepSpec:
         max_concurrent=(c.number("max_concurrent", raw["max_concurrent"], integer=True, minimum=1)
                         if raw.get("max_concurrent") is not None else None),
         max_failures=c.number("max_failures", raw.get("max_failures", 2), integer=True, minimum=0),
+        pack=_pack(c, raw.get("pack", 1)),
         description=str(raw.get("description", "")), smoke=bool(raw.get("smoke", False)),
     )
     _check_trials(c, spec)
@@ -206,6 +208,14 @@ def _budget(c: _Checker, raw: Any, sampler: str, space: tuple[Dimension, ...], p
     return c.number("budget", raw, integer=True, minimum=1)
 
 
+def _pack(c: _Checker, raw: Any) -> int:
+    if isinstance(raw, bool) or not isinstance(raw, int):
+        raise c.fail("pack", f"must be a whole number of bridges per Tune trial (1 = no packing), got {raw!r}")
+    if not 1 <= raw <= MAX_PACK:
+        raise c.fail("pack", f"must be between 1 (no packing) and {MAX_PACK}, got {raw}")
+    return raw
+
+
 def _scheduler(c: _Checker, raw: Any) -> Asha | None:
     if raw is None or raw == "none" or (isinstance(raw, dict) and raw.get("type") == "none"):
         return None
@@ -228,9 +238,12 @@ def _resources(c: _Checker, raw: Any) -> Resources:
 
 
 def _check_trials(c: _Checker, spec: SweepSpec) -> None:
-    """Every fixed value, bound and choice must make a valid TrialConfig for every pair."""
+    """Every fixed value, bound and choice must make a valid TrialConfig for every pair; a pack fits the budget."""
     from ltrans.sweep.trials import base_config
 
+    if spec.pack > spec.budget:
+        raise c.fail("pack", f"{spec.pack} bridges per pack is more than the budget of {spec.budget} trials; "
+                     f"use pack <= {spec.budget}")
     for pair in spec.pairs:
         cfg = base_config(spec, pair, c)
         for d in spec.space:

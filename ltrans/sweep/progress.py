@@ -2,6 +2,8 @@
 
 One line per finished trial: finished/budget, ok/pruned/failed, running, best so far. It also
 appends every intermediate report to the curves ledger and refreshes the parquet files now and then.
+A packed sweep's reports carry member events (``trainable.bridge_pack``): one line and one curve per
+member, as if it had been a Tune trial of its own.
 """
 
 from __future__ import annotations
@@ -24,30 +26,54 @@ class Progress(tune.Callback):
     def __init__(self, spec, searcher, ledger: results.Ledger, run: Path, echo: Callable[[str], None]) -> None:
         self.spec, self.searcher, self.ledger, self.run, self.echo = spec, searcher, ledger, run, echo
         self.last_write = 0.0
+        self.closed: set[int] = set()  # pack members whose end was reported (a retried pack repeats them)
 
     def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
+        if "events" in result:
+            self._pack_result(trial, result)
+            return
         if result.get("final") or "step" not in result:
             return
+        self._curve(trial.config.get("number"), trial.trial_id, result)
+
+    def _curve(self, number, trial_id: str, result: dict) -> None:
         point = {k: v for k, v in result.items() if k.startswith("loss_") and _finite(v)}
-        self.ledger.record_curve({"number": trial.config.get("number"), "tune_trial_id": trial.trial_id,
-                                  "step": result["step"], "wall_s": result.get("wall_s"), **point})
+        self.ledger.record_curve({"number": number, "tune_trial_id": trial_id, "step": result["step"],
+                                  "wall_s": result.get("wall_s"), **point})
+
+    def _pack_result(self, trial, result: dict) -> None:
+        from ltrans.sweep.pack_searcher import pack_events
+
+        ended = []
+        for event in pack_events(result):
+            if event["kind"] == "curve" and event["number"] not in self.closed:
+                self._curve(event["number"], trial.trial_id, event)
+            elif event["kind"] == "end" and event["number"] not in self.closed:
+                ended.append(event["number"])
+        self.closed.update(ended)
+        for number in ended:
+            self._report(trial, number)
 
     def on_trial_complete(self, iteration, trials, trial, **info) -> None:
-        self._report(trials, trial)
+        if "members" not in trial.config:  # a pack's members were reported as they ended
+            self._report(trial, trial.config.get("number"))
 
     def on_trial_error(self, iteration, trials, trial, **info) -> None:
-        entry = self.searcher.entries.get(trial.config.get("number"))
-        if entry is not None and entry["tune_trial_id"] == trial.trial_id:
+        numbers = [m["number"] for m in trial.config.get("members", [])] or [trial.config.get("number")]
+        for number in numbers:
+            entry = self.searcher.entries.get(number)
+            if entry is None or entry["tune_trial_id"] != trial.trial_id or number in self.closed:
+                continue  # not this trial's, or a pack member that had ended before the error
             entry["reason"] = f"Ray error after {self.spec.max_failures} retries: {_error(trial)}"
             self.ledger.record_reason(entry["number"], entry["reason"])
-        self._report(trials, trial)
+            self._report(trial, number)
 
     def on_experiment_end(self, trials, **info) -> None:
         results.write_parquets(self.run)
 
-    def _report(self, trials, trial) -> None:
+    def _report(self, trial, number) -> None:
         self.entries = self.searcher.entries
-        entry = self.entries.get(trial.config.get("number"))
+        entry = self.entries.get(number)
         if entry is None or entry["tune_trial_id"] != trial.trial_id:
             return  # interrupted, not finished: resume runs it again
         c = results.counts(self.entries)

@@ -148,27 +148,24 @@ def _fit(run: Path, spec: SweepSpec, state: dict, ledger: results.Ledger, pairs:
     from ray import tune
 
     from ltrans.sweep.progress import Progress
-    from ltrans.sweep.searcher import OptunaSearcher, PruneNotes, open_study
-    from ltrans.sweep.trainable import bridge_trial
+    from ltrans.sweep.searcher import open_study
 
     if local and spec.resources.gpus > 0 and ray.cluster_resources().get("GPU", 0) == 0:
         raise UserError(f"sweep {spec.name} asks for {spec.resources.gpus} GPU per trial but this machine has "
                         "none; set resources.gpus: 0, use --smoke-test, or join a GPU cluster with --address")
-    notes = PruneNotes()
     study = open_study(spec, f"sqlite:///{run}/optuna.db")
-    searcher = OptunaSearcher(spec, study, ledger, code_version=state["code_version"],
-                              attempt=state["attempts"], pruned=notes)
+    searcher, trainable, scheduler = _search(spec, study, ledger, state)
     if searcher.remaining == 0:
         return
     echo(f"sweep {spec.name}: {searcher.finished} of {spec.budget} trials finished, "
-         f"{searcher.remaining} to run ({len(searcher.orphans)} interrupted ones again)")
+         f"{searcher.remaining} to run ({len(searcher.orphans)} interrupted ones again)"
+         + (f", up to {spec.pack} per pack" if spec.pack > 1 else ""))
     resources = {"cpu": spec.resources.cpus, "gpu": spec.resources.gpus}
-    trainable = tune.with_resources(tune.with_parameters(bridge_trial, pairs=pairs), resources)
     tuner = tune.Tuner(
-        trainable,
+        tune.with_resources(tune.with_parameters(trainable, pairs=pairs), resources),
         param_space={"device": "cuda" if spec.resources.gpus > 0 else "cpu"},
         tune_config=tune.TuneConfig(
-            search_alg=searcher, scheduler=_scheduler(spec, notes), num_samples=searcher.remaining,
+            search_alg=searcher, scheduler=scheduler, num_samples=searcher.remaining,
             max_concurrent_trials=spec.max_concurrent, reuse_actors=True,
             trial_dirname_creator=lambda trial: f"trial_{trial.trial_id}"),
         run_config=tune.RunConfig(
@@ -179,18 +176,34 @@ def _fit(run: Path, spec: SweepSpec, state: dict, ledger: results.Ledger, pairs:
     tuner.fit()
 
 
-def _scheduler(spec: SweepSpec, notes):
-    """ASHA over bridge steps when the sweep asks for it, else Tune's FIFO (every trial runs out)."""
+def _search(spec: SweepSpec, study, ledger: results.Ledger, state: dict):
+    """Searcher, trainable and Tune scheduler: one trial per Tune trial, or packs (``pack: K``) whose
+    members ASHA judges inside the pack, so Tune itself runs each pack to its end."""
     from ray.tune.schedulers import FIFOScheduler
 
-    from ltrans.sweep.searcher import PruneAwareASHA
+    from ltrans.sweep.searcher import OptunaSearcher, PruneAwareASHA, PruneNotes
+    from ltrans.sweep.trainable import bridge_pack, bridge_trial
+
+    keys = {"code_version": state["code_version"], "attempt": state["attempts"]}
+    asha, max_t = spec.scheduler, _max_steps(spec)
+    if spec.pack > 1:
+        from ltrans.sweep.pack_searcher import PackSearcher
+
+        rungs = None if asha is None else {"grace_period": asha.grace_period, "max_t": max_t, "mode": asha.mode,
+                                           "reduction_factor": asha.reduction_factor, "metric": asha.metric}
+        return PackSearcher(spec, study, ledger, asha=rungs, **keys), bridge_pack, FIFOScheduler()
+    notes = PruneNotes()
+    searcher = OptunaSearcher(spec, study, ledger, pruned=notes, **keys)
+    if asha is None:
+        return searcher, bridge_trial, FIFOScheduler()  # every trial runs out
+    return searcher, bridge_trial, PruneAwareASHA(
+        notes, time_attr="step", metric=asha.metric, mode=asha.mode, max_t=max_t,
+        grace_period=asha.grace_period, reduction_factor=asha.reduction_factor)
+
+
+def _max_steps(spec: SweepSpec) -> int:
+    """The most bridge steps any trial of the sweep can take (ASHA's max_t)."""
     from ltrans.sweep.trials import base_config
 
-    if spec.scheduler is None:
-        return FIFOScheduler()
     steps = [base_config(spec, p).bridge.steps for p in spec.pairs]
-    steps += [d.high for d in spec.space if d.key == "bridge.steps"]
-    asha = spec.scheduler
-    return PruneAwareASHA(notes, time_attr="step", metric=asha.metric, mode=asha.mode, max_t=int(max(steps)),
-                          grace_period=asha.grace_period, reduction_factor=asha.reduction_factor)
-
+    return int(max(steps + [d.high for d in spec.space if d.key == "bridge.steps"]))

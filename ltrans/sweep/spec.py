@@ -33,7 +33,8 @@ SIZE_KEYS = ("base", "n_eval", "bridge.steps", "bridge.width", "bridge.n_layers"
 SMOKE_BUDGET = 4
 TOP_KEYS = ("name", "description", "preset", "base", "pairs", "seeds", "budget", "sampler",
             "sampler_seed", "objectives", "space", "fixed", "scheduler", "resources", "max_concurrent",
-            "max_failures", "smoke")
+            "max_failures", "pack", "smoke")
+MAX_PACK = 1024  # members per pack; past a few hundred a pack is compute-bound and gains nothing
 
 
 def transfer_mean(metrics: dict[str, Any]) -> float:
@@ -103,6 +104,7 @@ class SweepSpec:
     resources: Resources = field(default_factory=Resources)
     max_concurrent: int | None = None
     max_failures: int = 2
+    pack: int = 1  # bridges one Tune trial trains together (ltrans.bridge.packed); each one Optuna trial
     description: str = ""
     smoke: bool = False
 
@@ -134,13 +136,15 @@ def grid_size(space: tuple[Dimension, ...], pairs: tuple, seeds: tuple) -> int:
 
 
 def smoke_version(spec: SweepSpec) -> SweepSpec:
-    """The same sweep at toy size: smoke preset (tiny base models, 200 steps), <= 4 trials, CPU only."""
+    """The same sweep at toy size: smoke preset (tiny base models, 200 steps), <= 4 trials, CPU only
+    (a packed sweep keeps packing, at most half the budget per pack)."""
     fixed = tuple((k, v) for k, v in spec.fixed if k not in SIZE_KEYS)
     space = tuple(d for d in spec.space if d.key not in SIZE_KEYS)
     scheduler = spec.scheduler and dataclasses.replace(spec.scheduler, grace_period=50)  # smoke eval_every
-    return dataclasses.replace(spec, preset="smoke", base=None, fixed=fixed, space=space,
-                               budget=min(spec.budget, SMOKE_BUDGET, _grid_cap(spec, space)),
-                               scheduler=scheduler, resources=Resources(cpus=1, gpus=0), smoke=True)
+    budget = min(spec.budget, SMOKE_BUDGET, _grid_cap(spec, space))
+    return dataclasses.replace(spec, preset="smoke", base=None, fixed=fixed, space=space, budget=budget,
+                               scheduler=scheduler, resources=Resources(cpus=1, gpus=0), smoke=True,
+                               pack=min(spec.pack, max(1, budget // 2)))  # still two packs, if packed
 
 
 def _grid_cap(spec: SweepSpec, space: tuple[Dimension, ...]) -> int:

@@ -1,0 +1,182 @@
+"""Bridge vs base models: wall time to train each base model against a bridge to 95% of its final transfer
+accuracy, and the FLOP-count projection to the paper's scale (DESIGN.md section 1, "Speed claim").
+
+    python benchmarks/bridge_vs_base.py                        # mnist_mnist, full base models, paper bridge
+    python benchmarks/bridge_vs_base.py --pairs mnist_mnist mnist_animals mnist_vae_gan
+    python benchmarks/bridge_vs_base.py --quick                # tiny base models, smoke bridge: ~a minute
+
+Cost on 2 busy CPU cores: the paper bridge is 4,000 steps of 4x512 MLPs (about 10 minutes a pair); base
+models the run has to train take 5-20 minutes each (cached base models keep the time recorded when
+they were trained, with its device and torch version: see the ``measured`` column).
+Base models and classifiers come from ``ltrans.models.zoo`` (trained once, their wall time recorded);
+the bridge trains with ``ltrans.bridge.packed`` (one member; the same steps as ``train_bridge``) and its
+transfer accuracy is measured at 16 points (``ltrans.metrics.transfer``, 1,000 held-out examples a
+direction), evaluation time excluded. Encoding the training set into latents is timed too.
+Projection: FLOPs per training step counted by torch's FlopCounterMode (base: two runs of the base
+model's own train function, 2 and 4 steps, differenced; bridge: one step), scaled to 200k base steps,
+20k bridge steps and 60k encoded images (a GAN: 70k decoded and classified prior samples, the
+paper's >= 7,000 a class), and turned into hours at the rates this run achieved.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import torch
+from common import add_common_args, count_flops, machine, setup, table, write_json
+
+PAPER_SCALE = {"base_steps": 200_000, "bridge_steps": 20_000, "images": 60_000, "gan_samples": 70_000}
+POINTS = 16  # transfer accuracy measured at this many points of the bridge's training
+
+
+def base_rows(pair: str, preset: str, store, device: str) -> list[dict]:
+    """Each base model of ``pair``: its recorded training time, latent encoding time and FLOPs."""
+    from ltrans.models import zoo
+    from ltrans.models.base import BASE_MODELS
+    from ltrans.pairs import PAIRS
+
+    rows = []
+    for name in (PAIRS[pair].a, PAIRS[pair].b):
+        spec, trained = BASE_MODELS[name], zoo.base_model(name, store=store, preset=preset, device=device)
+        record = trained.record
+        config = spec.config if preset == "full" else spec.tiny
+        step_flops = base_step_flops(spec, config, store, device)
+        encode_s, encode_flops, n_encoded = encoding(spec, trained.module, preset, store, device)
+        rows.append({"pair": pair, "model": name, "kind": spec.kind, "steps": config.steps,
+                     "train s": record["train_seconds"],
+                     "measured": f"{record.get('device', '?')}, torch {record.get('torch', '?')}",
+                     "latents s": encode_s, "n encoded": n_encoded, "step GFLOP": step_flops / 1e9,
+                     "encode GFLOP/example": encode_flops / 1e9,
+                     "base GFLOP/s": step_flops * config.steps / record["train_seconds"] / 1e9})
+    return rows
+
+
+def base_step_flops(spec, config, store, device: str) -> float:
+    """FLOPs of one training step of a base model: its train function at 4 steps minus at 2, halved."""
+    from ltrans.data import load_split
+
+    split = load_split(spec.domain, store=store)
+    runs = [count_flops(lambda s=s: spec.train(dataclasses.replace(config, steps=s), split, seed=0, device=device,
+                                               progress=False)) for s in (2, 4)]
+    return (runs[1] - runs[0]) / 2
+
+
+def encoding(spec, module, preset: str, store, device: str) -> tuple[float, float, int]:
+    """Seconds to build the training latents now, FLOPs per example, and how many examples."""
+    from ltrans.data import load_split
+    from ltrans.latents import GAN_SELECTION, gan_latents, vae_latents
+    from ltrans.models import zoo
+    from ltrans.models.space import to_model_space
+
+    if spec.kind == "vae":
+        split = load_split(spec.domain, store=store)
+        x, y = to_model_space(spec.domain, split.train.x), torch.from_numpy(split.train.y)
+        start = time.perf_counter()
+        vae_latents(module, x, y)
+        seconds = time.perf_counter() - start
+        with torch.no_grad():
+            flops = count_flops(lambda: module.encode(x[:64].to(device))) / 64
+        return seconds, flops, len(x)
+    clf = zoo.classifier(spec.domain, store=store, preset=preset, device=device).module
+    selection = GAN_SELECTION[preset]
+    start = time.perf_counter()
+    gan_latents(module, clf, n_samples=selection.samples, keep_per_class=selection.keep, seed=0,
+                min_confidence=selection.min_confidence)
+    seconds = time.perf_counter() - start
+    z = torch.randn(64, spec.latent_dim, device=device)
+    with torch.no_grad():
+        flops = count_flops(lambda: clf(module.decode(z))) / 64
+    return seconds, flops, selection.samples
+
+
+def bridge_run(pair: str, cfg, data, device: str) -> dict:
+    """Train the pair's bridge, measuring transfer accuracy at POINTS points (evaluation time excluded)."""
+    from ltrans.bridge.packed import Member, Pack
+    from ltrans.bridge.train import translate_latents
+    from ltrans.metrics.transfer import balanced_index, direction_metrics
+
+    bridge = dataclasses.replace(cfg.bridge, eval_every=max(1, cfg.bridge.steps // POINTS))
+    pack = Pack([Member(bridge, cfg.seed)], data.a.latents.train, data.b.latents.train, device)
+    z = {s: side.latents.test.mu[balanced_index(side.latents.test.y, cfg.n_eval, cfg.seed)]
+         for s, side in (("a", data.a), ("b", data.b))}
+    curve, paused = [], [0.0]
+
+    def on_eval(k: int, step: int, metrics: dict) -> None:
+        start = time.perf_counter()
+        model = pack.bridge(0)
+        translate = lambda x, src, dst: translate_latents(model, x, src, dst)
+        acc = [direction_metrics(translate, src, dst, s, d, z[s])[f"transfer_{s}_to_{d}"]
+               for src, dst, s, d in ((data.a, data.b, "a", "b"), (data.b, data.a, "b", "a"))]
+        model.train()
+        curve.append({"step": step, "train_s": metrics["wall_s"] - paused[0], "transfer": sum(acc) / 2})
+        paused[0] += time.perf_counter() - start
+
+    pack.run(on_eval=on_eval)
+    final = curve[-1]["transfer"]
+    reach = next(p for p in curve if p["transfer"] >= 0.95 * final)
+    counter = Pack([Member(bridge, cfg.seed)], data.a.latents.train, data.b.latents.train, device)
+    flops = count_flops(lambda: counter.losses(*counter.draw())[0].sum().backward())
+    return {"pair": pair, "steps": bridge.steps, "final transfer": final, "steps to 95%": reach["step"],
+            "bridge to 95% s": reach["train_s"], "bridge full s": curve[-1]["train_s"], "step GFLOP": flops / 1e9,
+            "bridge GFLOP/s": flops * bridge.steps / curve[-1]["train_s"] / 1e9, "curve": curve}
+
+
+def projection(pair: str, models: list[dict], bridge: dict) -> dict:
+    """FLOPs and hours at the paper's scale, at the FLOP rates this run achieved."""
+    scale = PAPER_SCALE
+    base = sum(m["step GFLOP"] * scale["base_steps"] for m in models)
+    base_h = sum(m["step GFLOP"] * scale["base_steps"] / m["base GFLOP/s"] for m in models) / 3600
+    encode = [(m["encode GFLOP/example"] * (scale["images"] if m["kind"] == "vae" else scale["gan_samples"]),
+               m["encode GFLOP/example"] * m["n encoded"] / m["latents s"]) for m in models]
+    train = bridge["step GFLOP"] * scale["bridge_steps"]
+    bridge_total = train + sum(f for f, _ in encode)
+    bridge_h = (train / bridge["bridge GFLOP/s"] + sum(f / rate for f, rate in encode)) / 3600
+    return {"pair": pair, "base PFLOP": base / 1e6, "bridge PFLOP": bridge_total / 1e6,
+            "x fewer FLOPs": base / bridge_total, "base h": base_h, "bridge h": bridge_h,
+            "x faster": base_h / bridge_h}
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_common_args(parser, "bridge_vs_base")
+    parser.add_argument("--pairs", nargs="+", default=["mnist_mnist"], help="pairs to measure")
+    args = parser.parse_args(argv)
+    device = setup(args)
+    from ltrans.artifacts import Store
+    from ltrans.pipeline import load_pair
+    from ltrans.presets import paper, smoke
+
+    store, preset = Store(), "tiny" if args.quick else "full"
+    measured, projected, bridges = [], [], []
+    for pair in args.pairs:
+        print(f"{pair}: base models and latents ({preset}; trained now unless cached) ...", flush=True)
+        data = load_pair(pair, store=store, preset=preset, device=device)
+        models = base_rows(pair, preset, store, device)
+        cfg = smoke(pair) if args.quick else paper(pair)
+        print(f"{pair}: bridge, {cfg.bridge.steps} steps ...", flush=True)
+        bridge = bridge_run(pair, cfg, data, device)
+        bridges.append(bridge)
+        for m in models:
+            measured.append(m | {"bridge to 95% s": bridge["bridge to 95% s"], "steps to 95%": bridge["steps to 95%"],
+                                 "final transfer": bridge["final transfer"],
+                                 "x faster": m["train s"] / bridge["bridge to 95% s"]})
+        projected.append(projection(pair, models, bridge))
+    print(f"\nmeasured on {device} ({machine(device)['threads']} threads), {preset} base models\n")
+    print(table(measured, ["pair", "model", "kind", "steps", "train s", "measured", "latents s", "steps to 95%",
+                           "bridge to 95% s", "x faster", "final transfer"]))
+    print("\nprojected to the paper's scale: 200k base steps, 20k bridge steps, 60k encoded images\n")
+    print(table(projected, list(projected[0])))
+    payload = {"benchmark": "bridge_vs_base", "quick": args.quick, "machine": machine(device), "preset": preset,
+               "paper_scale": PAPER_SCALE, "measured": measured, "projected": projected, "bridges": bridges}
+    write_json(args.json, payload)
+    return payload
+
+
+if __name__ == "__main__":
+    main()

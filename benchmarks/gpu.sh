@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# The benchmarks on a CUDA machine, then a packed sweep on its GPU: ~10 minutes on one GPU (QUICK=1: ~3).
+#
+#   bash benchmarks/gpu.sh              # from anywhere, with the project's environment active
+#   QUICK=1 bash benchmarks/gpu.sh      # every benchmark with --quick
+#
+# Writes out/bench/gpu/{efficiency,sweep_throughput,bridge_vs_base}.json, a run folder of the packed sweep
+# and gpu.log (everything printed), and prints each benchmark's table. Exits 2 when torch sees no CUDA
+# device. Artifacts (base models, latents) go to out/bench/gpu/cache unless LTRANS_CACHE is set.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python}
+OUT=${OUT_DIR:-out/bench/gpu}
+QUICK_FLAG=${QUICK:+--quick}
+mkdir -p "$OUT"
+export LTRANS_CACHE=${LTRANS_CACHE:-$PWD/$OUT/cache} RAY_AUTH_MODE=disabled
+exec > >(tee "$OUT/gpu.log") 2>&1
+
+if ! "$PY" -c "import sys, torch; sys.exit(0 if torch.cuda.is_available() else 2)"; then
+  echo "error: torch sees no CUDA device; run benchmarks/*.py with --device cpu instead"
+  exit 2
+fi
+"$PY" -c "import torch; print(torch.cuda.get_device_name(0), 'torch', torch.__version__)"
+nvidia-smi --query-gpu=name,memory.total,utilization.gpu --format=csv || true
+
+step() { echo; echo "== $* =="; local start=$SECONDS; "$@"; echo "== $(( SECONDS - start )) s =="; }
+
+step "$PY" benchmarks/efficiency.py --device cuda $QUICK_FLAG --json "$OUT/efficiency.json"
+step "$PY" benchmarks/sweep_throughput.py --device cuda $QUICK_FLAG --json "$OUT/sweep_throughput.json"
+step "$PY" benchmarks/bridge_vs_base.py --device cuda $QUICK_FLAG --json "$OUT/bridge_vs_base.json"
+
+# A packed sweep on the GPU: 64 smoke-size bridges over the loss weights and learning rate, packs of 16,
+# four packs sharing the GPU; each member is one Optuna trial with its own row in trials.parquet.
+cat > "$OUT/packed_gpu.yaml" <<'YAML'
+name: packed_gpu
+description: 64 smoke-size bridges in packs of 16 on one GPU (benchmarks/gpu.sh)
+preset: smoke
+pairs: [mnist_mnist]
+budget: 64
+pack: 16
+sampler: random
+objectives:
+  - {name: transfer_mean, direction: maximize}
+space:
+  bridge.beta_swd: {type: float, low: 0.1, high: 10.0, log: true}
+  bridge.beta_kl: {type: float, low: 1.0e-4, high: 0.1, log: true}
+  bridge.lr: {type: float, low: 3.0e-4, high: 3.0e-3, log: true}
+scheduler: {type: asha, metric: loss_recon, mode: min, grace_period: 50, reduction_factor: 2}
+resources: {cpus: 1, gpus: 0.25}
+max_concurrent: 4
+YAML
+rm -rf "$OUT/packed_gpu-run"
+step "$PY" -m ltrans sweep run "$OUT/packed_gpu.yaml" --out "$OUT/packed_gpu-run"
+"$PY" -m ltrans sweep status "$OUT/packed_gpu-run"
+echo; echo "tables above; JSON and the sweep's run folder in $OUT"

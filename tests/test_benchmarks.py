@@ -1,0 +1,88 @@
+"""The benchmarks run end to end with --quick and leave a well-formed table and JSON (not a speed)."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def bench(name: str, tmp_path: Path, *args: str, timeout: int = 600) -> tuple[str, dict]:
+    out = tmp_path / f"{name}.json"
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "LTRANS_RAY_CPUS": "2"}
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / f"{name}.py"), "--quick", "--threads", "1",
+                           "--device", "cpu", "--json", str(out), *args],
+                          capture_output=True, text=True, timeout=timeout, env=env, cwd=ROOT, check=False)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc.stdout, json.loads(out.read_text())
+
+
+def table_rows(stdout: str, header: list[str]) -> list[str]:
+    """The data lines of the printed table whose header line has ``header``'s columns in order."""
+    lines = stdout.splitlines()
+    start = next(i for i, line in enumerate(lines) if all(h in line for h in header))
+    assert set(lines[start + 1].replace(" ", "")) == {"-"}  # the rule under the header
+    rows = []
+    for line in lines[start + 2:]:
+        if not line.strip():
+            break
+        rows.append(line)
+    return rows
+
+
+def positive(*values) -> bool:
+    return all(isinstance(v, (int, float)) and math.isfinite(v) and v > 0 for v in values)
+
+
+def test_efficiency_measures_matmul_and_packs_in_one_run(tmp_path):
+    stdout, data = bench("efficiency", tmp_path)
+    rows = table_rows(stdout, ["bridge", "how", "K", "GFLOP/s", "% of matmul"])
+    assert len(rows) == len(data["rows"]) == 6 and "fp32 matmul rate on cpu" in stdout
+    assert positive(data["matmul_gflops"]) and data["matmul_gflops"] == max(data["matmul_gflops_measured"])
+    for row in data["rows"]:
+        assert positive(row["ms/step"], row["GFLOP/step"], row["GFLOP/s"], row["% of matmul"])
+        assert row["GFLOP/s"] == pytest.approx(row["GFLOP/step"] / row["ms/step"] * 1e3, rel=1e-6)
+    packed = [r for r in data["rows"] if r["how"] == "packed" and r["bridge"] == "smoke"]
+    assert packed[1]["GFLOP/step"] == pytest.approx(packed[1]["K"] * packed[0]["GFLOP/step"], rel=1e-6)
+    assert data["machine"]["threads"] == 1
+    assert data["best_packed_percent"] == max(r["% of matmul"] for r in data["rows"] if r["how"] == "packed")
+
+
+def test_bridge_vs_base_times_both_and_projects_to_paper_scale(tmp_path):
+    stdout, data = bench("bridge_vs_base", tmp_path)
+    rows = table_rows(stdout, ["pair", "model", "train s", "bridge to 95% s", "x faster"])
+    assert len(rows) == len(data["measured"]) == 2  # mnist_mnist's two base models
+    assert {r["model"] for r in data["measured"]} == {"mnist_vae", "mnist_vae_b"}
+    for row in data["measured"]:
+        assert positive(row["train s"], row["bridge to 95% s"], row["step GFLOP"], row["latents s"])
+        assert row["x faster"] == pytest.approx(row["train s"] / row["bridge to 95% s"])
+        assert 0 <= row["final transfer"] <= 1
+    (proj,) = data["projected"]
+    assert positive(proj["base PFLOP"], proj["bridge PFLOP"], proj["base h"], proj["bridge h"])
+    assert proj["x fewer FLOPs"] == pytest.approx(proj["base PFLOP"] / proj["bridge PFLOP"])
+    curve = data["bridges"][0]["curve"]
+    assert [p["step"] for p in curve] == sorted(p["step"] for p in curve) and curve[-1]["step"] == 200
+    reach = data["bridges"][0]["steps to 95%"]
+    assert next(p for p in curve if p["transfer"] >= 0.95 * curve[-1]["transfer"])["step"] == reach
+
+
+@pytest.mark.slow
+def test_sweep_throughput_runs_the_four_variants_on_the_same_configs(tmp_path):
+    stdout, data = bench("sweep_throughput", tmp_path, timeout=900)
+    rows = table_rows(stdout, ["variant", "trials", "wall s", "trials/hour", "x (a)"])
+    assert len(rows) == len(data["rows"]) == 4 and data["configs"] == 4
+    assert [r["variant"][:3] for r in data["rows"]] == ["(a)", "(b)", "(c)", "(d)"]
+    for row in data["rows"]:
+        assert row["trials"] == 4 and positive(row["wall s"], row["trials/hour"], row["x (a)"])
+        assert row["trials/hour"] == pytest.approx(3600 * 4 / row["wall s"])
+    assert data["rows"][0]["x (a)"] == pytest.approx(1.0)
+    # Same configurations, seeds and steps: every variant finds (a)'s accuracies for every configuration.
+    for name, agreement in data["agreement"].items():
+        assert agreement["compared"] == 4 and agreement["max_abs_diff"] <= 0.01, name
