@@ -72,8 +72,7 @@ def main() -> None:
     cli(obj={})
 
 
-from ltrans import cli_data, cli_cache  # noqa: E402  (commands register themselves on `cli`)
+# Imported last: each command module registers its commands on `cli`, defined above.
+from ltrans import cli_bridge, cli_cache, cli_data, cli_models, cli_report, cli_sweep
 
-from ltrans import cli_bridge, cli_models, cli_report, cli_sweep  # noqa: E402
-
-__all__ = ["cli", "main", "cli_data", "cli_cache", "cli_models", "cli_bridge", "cli_report", "cli_sweep"]
+__all__ = ["cli", "cli_bridge", "cli_cache", "cli_data", "cli_models", "cli_report", "cli_sweep", "main"]

@@ -9,8 +9,8 @@ from pathlib import Path
 import click
 
 from ltrans.cli import _store, cli
-from ltrans.errors import UserError
 from ltrans.cli_models import DEVICE
+from ltrans.errors import UserError
 
 SETS = click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
                     help="Override a trial setting, e.g. --set bridge.beta_swd=0.3 (repeatable).")
@@ -94,13 +94,12 @@ def bridge_train(ctx: click.Context, pair: str, preset: str, sets: tuple[str, ..
 def translate(ctx: click.Context, pair: str, src: str, n: int, out: Path, bridge_dir: Path | None, seed: int,
               device: str) -> None:
     """Translate held-out examples of one side of PAIR with a trained bridge; write grids and WAVs."""
+    import ltrans.models  # noqa: F401  (registries)
     from ltrans.artifacts import atomic_write_json
     from ltrans.models import zoo
+    from ltrans.pairs import PAIRS
     from ltrans.pipeline import load_pair
     from ltrans.showcase import load_bridge, write_interpolations, write_translations
-
-    import ltrans.models  # noqa: F401  (registries)
-    from ltrans.pairs import PAIRS
 
     PAIRS[pair]  # unknown pair -> clear error with the known ones
     folder = bridge_dir or Path("runs") / "bridge" / pair
@@ -176,7 +175,7 @@ def bridge_ablate(ctx: click.Context, pair: str, preset: str, studies: tuple[str
         flat = {"study": study, "variant": name, **row.flat()}
         with open(out / "rows.jsonl", "a") as f:  # one complete line per trial: nothing half-written
             f.write(json.dumps(flat, sort_keys=True) + "\n")
-        get = lambda k: flat.get(k, float("nan"))  # noqa: E731
-        click.echo(f"{study:<11} {name:<22} {get('transfer_a_to_b'):>6.3f} {get('transfer_b_to_a'):>6.3f} "
-                   f"{get('fid_a_to_b'):>9.2f} {row.train_seconds:>8.1f}  {row.status} {row.reason}")
+        ab, ba, fid = (flat.get(k, float("nan")) for k in ("transfer_a_to_b", "transfer_b_to_a", "fid_a_to_b"))
+        click.echo(f"{study:<11} {name:<22} {ab:>6.3f} {ba:>6.3f} {fid:>9.2f} {row.train_seconds:>8.1f}  "
+                   f"{row.status} {row.reason}")
     click.echo(f"rows appended to {out / 'rows.jsonl'}")

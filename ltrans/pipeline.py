@@ -81,7 +81,7 @@ def load_pair(pair: str, *, store=None, preset: str = "full", device: str = "cpu
 
     store = store or Store()
     record = PAIRS[pair]
-    kw = dict(store=store, preset=preset, device=device, progress=progress)
+    kw = {"store": store, "preset": preset, "device": device, "progress": progress}
     return PairData(pair, _side(record.a, **kw), _side(record.b, **kw))
 
 
@@ -98,6 +98,11 @@ def run_trial(cfg: TrialConfig, data: PairData, *, device: str = "cpu", on_eval=
         return _run_procrustes(cfg, data, resolved)
     result = train_bridge(cfg.bridge, data.a.latents.train, data.b.latents.train, seed=cfg.seed,
                           device=device, on_eval=on_eval, should_stop=should_stop)
+    return bridge_row(cfg, data, result), result
+
+
+def bridge_row(cfg: TrialConfig, data: PairData, result: BridgeResult) -> MetricsRow:
+    """The metrics row of a trained bridge, evaluated when it ended ok (also used by packed sweeps)."""
     status = {"ok": "ok", "stopped": "pruned", "failed": "failed"}[result.status]
     metrics: dict[str, Any] = {f"loss_{k}": v for k, v in result.losses.items()}
     eval_seconds = 0.0
@@ -108,9 +113,8 @@ def run_trial(cfg: TrialConfig, data: PairData, *, device: str = "cpu", on_eval=
         bad = [k for k, v in metrics.items() if isinstance(v, float) and not math.isfinite(v)]
         if bad:
             status, result = "failed", dataclasses.replace(result, reason=f"non-finite metrics: {bad}")
-    row = MetricsRow(cfg.pair, cfg.method, cfg.seed, config_hash(resolved), status, result.reason,
-                     result.steps, result.wall_s, eval_seconds, git_sha(), metrics)
-    return row, result
+    return MetricsRow(cfg.pair, cfg.method, cfg.seed, config_hash(dataclasses.asdict(cfg)), status, result.reason,
+                      result.steps, result.wall_s, eval_seconds, git_sha(), metrics)
 
 
 def _evaluate_bridge(result: BridgeResult, data: PairData, cfg: TrialConfig) -> dict[str, Any]:

@@ -25,7 +25,7 @@ def ltrans_process(*args: str, env_cache) -> subprocess.CompletedProcess:
 
     env = {**os.environ, "LTRANS_CACHE": str(env_cache)}
     return subprocess.run([sys.executable, "-m", "ltrans", *args], capture_output=True, text=True, env=env,
-                          timeout=120)
+                          timeout=120, check=False)
 
 
 def test_version_and_help():

@@ -6,7 +6,6 @@ import dataclasses
 import math
 
 import pytest
-import torch
 
 from ltrans.config import override
 from ltrans.pipeline import load_pair, run_trial
@@ -37,7 +36,7 @@ def test_same_seed_same_row_and_other_seed_differs(pair):
     first, _ = run_trial(cfg, pair)
     again, _ = run_trial(cfg, pair)
     other, _ = run_trial(override(cfg, {"seed": 1}), pair)
-    keep = lambda r: {k: v for k, v in r.flat().items() if not k.endswith("_seconds")}  # noqa: E731
+    keep = lambda r: {k: v for k, v in r.flat().items() if not k.endswith("_seconds")}
     assert keep(first) == keep(again)
     assert keep(first) != keep(other)
 
@@ -50,7 +49,7 @@ def test_a_diverging_trial_ends_failed_with_its_reason(pair):
 
 def test_procrustes_baseline_runs_on_the_same_path_and_needs_labels(pair):
     cfg = override(smoke("mnist_mnist"), {"method": "procrustes", "bridge.n_sup": 100})
-    row, fitted = run_trial(cfg, pair)
+    row, _ = run_trial(cfg, pair)
     assert row.status == "ok" and row.flat()["transfer_a_to_b"] > 0.3
     row0, _ = run_trial(override(cfg, {"bridge.n_sup": 0}), pair)
     assert row0.status == "failed" and "n_sup" in row0.reason

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ltrans.data.base import DATASETS, Domain, Examples, LoadRequest, Split, stratified_split
 from ltrans.data import images, spoken  # noqa: F401  (registers mnist, animals, digits8, spoken_digits)
+from ltrans.data.base import DATASETS, Domain, Examples, LoadRequest, Split, stratified_split
 
 __all__ = ["DATASETS", "Domain", "Examples", "LoadRequest", "Split", "load_split", "stratified_split"]
 

@@ -84,7 +84,7 @@ def stratified_split(y: np.ndarray, test_fraction: float, seed: int) -> tuple[np
     train, test = [], []
     for label in np.unique(y):
         members = rng.permutation(np.flatnonzero(y == label))
-        n_test = int(round(len(members) * test_fraction))
+        n_test = round(len(members) * test_fraction)
         test.append(members[:n_test])
         train.append(members[n_test:])
     # Sort so that the order depends only on the data and the seed, then shuffle once.

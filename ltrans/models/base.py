@@ -17,7 +17,6 @@ from typing import Any, Protocol
 import torch
 from torch import nn
 
-from ltrans.data.base import Split
 from ltrans.registry import Registry
 
 

@@ -25,8 +25,8 @@ from ltrans.models.classifier import (
     ClassifierConfig,
     ImageClassifier,
     batch_indices,
-    optimizer_step,
     build_seeded,
+    optimizer_step,
     predict_logits,
     progress_bar,
 )

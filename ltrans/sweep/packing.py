@@ -1,15 +1,13 @@
 """Packs on the one path: trial configs trained as one pack, each ending in its own ``MetricsRow``.
 
 ``run_pack`` is ``pipeline.run_trial`` for several bridge configs of one pair and shape: the training is
-``bridge.packed.Pack``, the evaluation and the row are run_trial's own (``row_of``). ``Rungs`` is ASHA
+``bridge.packed.Pack``, the evaluation and the row are run_trial's own (``pipeline.bridge_row``). ``Rungs`` is ASHA
 inside packs. No Ray here: the trainable (``trainable.bridge_pack``) and the benchmarks call these.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import math
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -17,6 +15,7 @@ import numpy as np
 
 from ltrans.bridge.packed import Member, Pack, pack_key
 from ltrans.bridge.train import BridgeResult, Metrics
+from ltrans.pipeline import bridge_row
 
 
 def group_key(cfg) -> tuple:
@@ -32,26 +31,6 @@ def pack_groups(cfgs: list) -> list[list[int]]:
         key = group_key(cfg) if cfg.method == "bridge" else ("alone", i)
         groups.setdefault(key, []).append(i)
     return list(groups.values())
-
-
-def row_of(cfg, data, result: BridgeResult):
-    """The MetricsRow ``pipeline.run_trial`` makes of a trained bridge (evaluated when it ended ok)."""
-    # Kept line for line with run_trial's tail; tests/test_sweep_packed.py checks the two agree.
-    from ltrans.metrics.row import MetricsRow, config_hash, git_sha
-    from ltrans.pipeline import _evaluate_bridge
-
-    status = {"ok": "ok", "stopped": "pruned", "failed": "failed"}[result.status]
-    metrics: dict[str, Any] = {f"loss_{k}": v for k, v in result.losses.items()}
-    eval_seconds = 0.0
-    if status == "ok":
-        start = time.perf_counter()
-        metrics |= _evaluate_bridge(result, data, cfg)
-        eval_seconds = time.perf_counter() - start
-        bad = [k for k, v in metrics.items() if isinstance(v, float) and not math.isfinite(v)]
-        if bad:
-            status, result = "failed", dataclasses.replace(result, reason=f"non-finite metrics: {bad}")
-    return MetricsRow(cfg.pair, cfg.method, cfg.seed, config_hash(dataclasses.asdict(cfg)), status, result.reason,
-                      result.steps, result.wall_s, eval_seconds, git_sha(), metrics)
 
 
 def run_pack(cfgs: list, data, *, device: str = "cpu",
@@ -72,7 +51,7 @@ def run_pack(cfgs: list, data, *, device: str = "cpu",
     rows: dict[int, Any] = {}
 
     def on_end(i: int, result: BridgeResult) -> None:
-        rows[i] = row_of(cfgs[i], data, result)
+        rows[i] = bridge_row(cfgs[i], data, result)
         if on_row is not None:
             on_row(i, rows[i])
 
