@@ -1,8 +1,9 @@
 """Packs on the one path: trial configs trained as one pack, each ending in its own ``MetricsRow``.
 
 ``run_pack`` is ``pipeline.run_trial`` for several bridge configs of one pair and shape: the training is
-``bridge.packed.Pack``, the evaluation and the row are run_trial's own (``pipeline.bridge_row``). ``Rungs`` is ASHA
-inside packs. No Ray here: the trainable (``trainable.bridge_pack``) and the benchmarks call these.
+``bridge.packed.Pack``, the evaluation and the row are run_trial's own (``pipeline.bridge_row``).
+``Rungs`` is ASHA inside packs. No Ray here: the trainable (``trainable.bridge_pack``) and the
+benchmarks call these.
 """
 
 from __future__ import annotations
