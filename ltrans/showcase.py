@@ -17,7 +17,7 @@ import torch
 
 from ltrans import render
 from ltrans.errors import UserError
-from ltrans.metrics.transfer import Side, balanced_index
+from ltrans.metrics.transfer import Side, balanced_index, decode_and_classify
 
 STEPS = 9  # points per interpolation strip, endpoints included
 MAX_PER_ROW = 8  # source/translation pairs per class row of a grid
@@ -66,13 +66,10 @@ def bridge_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
             "dims": torch.tensor(model.dims, dtype=torch.long)}
 
 
-@torch.no_grad()
 def _decode(side: Side, z: torch.Tensor) -> tuple[torch.Tensor, np.ndarray]:
     """Model-space outputs (CPU) and classifier labels of latents z of one side."""
-    device = next(side.decoder.parameters()).device
-    x = torch.cat([side.decoder.decode(c.to(device)) for c in z.split(500)])
-    labels = torch.cat([side.classifier(c).argmax(1) for c in x.split(500)])
-    return x.float().cpu(), labels.cpu().numpy()
+    out = decode_and_classify(side, z, keep_x=True)
+    return out.x, out.labels
 
 
 def _translate(model, z: torch.Tensor, src: str, dst: str) -> torch.Tensor:

@@ -15,11 +15,27 @@ from ltrans.bridge.losses import (
     kl_standard_normal,
     labelled_cross_entropy,
     sliced_wasserstein,
+    sorted_values,
 )
 
 
 def gen(seed: int = 0) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
+
+
+def test_fast_sort_has_torch_sort_values_and_gradients_even_with_ties():
+    x = torch.randn(64, 300, generator=gen(), dtype=torch.float32)
+    x[3, 10] = x[3, 20]  # a tie: the row falls back to torch's order
+    x[7, :50] = 0.25  # many ties in one row
+    w = torch.randn(64, 300, generator=gen(1))
+    grads = []
+    for sort in (sorted_values, lambda t: torch.sort(t, dim=-1).values):
+        leaf = x.clone().requires_grad_(True)
+        out = sort(leaf)
+        (out * w).sum().backward()
+        grads.append((out.detach(), leaf.grad))
+    assert torch.equal(grads[0][0], grads[1][0])
+    assert torch.equal(grads[0][1], grads[1][1])
 
 
 def test_swd_of_identical_sets_is_zero():

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -34,9 +35,29 @@ def sliced_wasserstein(x: Tensor, y: Tensor, n_projections: int, generator: torc
     theta = torch.randn(d, n_projections * d, generator=generator, device=generator.device).to(x)
     theta = theta / theta.norm(dim=0, keepdim=True)  # (d, k*d) unit directions
     # Projections laid out (k*d, n) so that each sort runs over contiguous memory (2x faster on CPU).
-    px = torch.sort(theta.T @ x.T, dim=1).values  # (k*d, n)
-    py = torch.sort(theta.T @ y.T, dim=1).values
+    px = sorted_values(theta.T @ x.T)  # (k*d, n)
+    py = sorted_values(theta.T @ y.T)
     return (px - py).abs().mean()
+
+
+def sorted_values(x: Tensor) -> Tensor:
+    """x sorted along its last dim, differentiably: exactly the values and gradients of ``torch.sort``.
+
+    On a CPU, numpy's argsort (AVX-512 x86-simd-sort where the CPU has it) is ~10x faster than torch's
+    sort for rows of a few hundred values, and the SWD's sorts are most of a small bridge's step. Its
+    order is torch's wherever values are distinct; the few rows with a tie are sorted again by torch,
+    whose tie order decides which of the tied points gets the gradient.
+    """
+    if x.device.type != "cpu" or x.dtype not in (torch.float32, torch.float64):
+        return torch.sort(x, dim=-1).values
+    plain = x.detach()
+    order = torch.from_numpy(np.argsort(plain.numpy(), axis=-1))
+    values = plain.gather(-1, order)
+    tied = (values[..., 1:] == values[..., :-1]).any(dim=-1)
+    if bool(tied.any()):
+        rows = tied.nonzero(as_tuple=True)
+        order[rows] = torch.sort(plain[rows], dim=-1).indices
+    return x.gather(-1, order)
 
 
 def kl_standard_normal(mu: Tensor, std: Tensor) -> Tensor:

@@ -14,13 +14,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from ltrans.bridge.config import BridgeConfig
-from ltrans.bridge.losses import labelled_cross_entropy
+from ltrans.bridge.losses import labelled_cross_entropy, sorted_values
 from ltrans.bridge.train import StepDraws
 
 Params = dict[str, Tensor]  # Bridge parameter name -> (K, ...) stacked tensor
@@ -197,26 +196,7 @@ class _Projection(torch.autograd.Function):
 
 def sliced_wasserstein(x: Tensor, y: Tensor, theta: Tensor) -> Tensor:
     """Per-member sliced W1 of ``losses.sliced_wasserstein``: x, y (K, n, k), theta (K, k, P k) -> (K,)."""
-    px = _sorted(_Projection.apply(theta, x))  # (K, P k, n)
-    py = _sorted(_Projection.apply(theta, y))
+    px = sorted_values(_Projection.apply(theta, x))  # (K, P k, n)
+    py = sorted_values(_Projection.apply(theta, y))
     return (px - py).abs().mean(dim=(1, 2))
 
-
-def _sorted(x: Tensor) -> Tensor:
-    """x sorted along its last dim, differentiably: exactly the values and gradients of ``torch.sort``.
-
-    On a CPU, numpy's argsort (AVX-512 x86-simd-sort where the CPU has it) is ~10x faster than torch's
-    sort for rows of a few hundred values, and the SWD's sorts are most of a small bridge's step. Its
-    order is torch's wherever values are distinct; the few rows with a tie are sorted again by torch,
-    whose tie order decides which of the tied points gets the gradient.
-    """
-    if x.device.type != "cpu":
-        return torch.sort(x, dim=-1).values
-    plain = x.detach()
-    order = torch.from_numpy(np.argsort(plain.numpy(), axis=-1))
-    values = plain.gather(-1, order)
-    tied = (values[..., 1:] == values[..., :-1]).any(dim=-1)
-    if bool(tied.any()):
-        rows = tied.nonzero(as_tuple=True)
-        order[rows] = torch.sort(plain[rows], dim=-1).indices
-    return x.gather(-1, order)

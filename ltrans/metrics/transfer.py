@@ -15,7 +15,7 @@ analogue), and interpolation smoothness (see ``interpolation_smoothness``).
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -37,19 +37,43 @@ class Side:
     classifier: torch.nn.Module
     latents: LatentSplit
     real_features: np.ndarray  # (m, k) classifier features of real held-out data of this domain
+    # Figures that depend only on this side's frozen pieces (the source labels of an evaluation set),
+    # computed once per process and shared by every translator evaluated against it.
+    memo: dict = field(default_factory=dict, repr=False, compare=False)
+
+
+@dataclass(frozen=True)
+class Decoded:
+    """Labels (n,), penultimate classifier features (n, k) and, when asked, model-space outputs (CPU)."""
+
+    labels: np.ndarray
+    features: np.ndarray
+    x: torch.Tensor | None = None
 
 
 @torch.no_grad()
-def decode_and_classify(side: Side, z: torch.Tensor, batch: int = 500) -> tuple[np.ndarray, np.ndarray]:
-    """Labels (n,) and penultimate features (n, k) of the decoded latents ``z``."""
+def decode_and_classify(side: Side, z: torch.Tensor, batch: int = 500, keep_x: bool = False) -> Decoded:
+    """Decode latents ``z`` with the side's frozen model and classify them (the conv body runs once)."""
     device = next(side.decoder.parameters()).device
-    labels, feats = [], []
+    labels, feats, xs = [], [], []
     for chunk in z.split(batch):
         x = side.decoder.decode(chunk.to(device))
         f = side.classifier.features(x)
-        labels.append(side.classifier(x).argmax(1).cpu())
+        labels.append(side.classifier.readout(f).argmax(1).cpu())
         feats.append(f.float().cpu())
-    return torch.cat(labels).numpy(), torch.cat(feats).numpy()
+        if keep_x:
+            xs.append(x.float().cpu())
+    return Decoded(torch.cat(labels).numpy(), torch.cat(feats).numpy(), torch.cat(xs) if keep_x else None)
+
+
+def eval_set(side: Side, n_eval: int, seed: int) -> tuple[torch.Tensor, np.ndarray]:
+    """The class-balanced held-out posterior means of ``side`` and their source labels (memoised)."""
+    key = ("eval_set", n_eval, seed)
+    if key not in side.memo:
+        test = side.latents.test
+        z = test.mu[balanced_index(test.y, n_eval, seed)]
+        side.memo[key] = (z, decode_and_classify(side, z).labels)
+    return side.memo[key]
 
 
 def balanced_index(y: torch.Tensor, n_total: int, seed: int, n_classes: int = 10) -> torch.Tensor:
@@ -78,10 +102,12 @@ def conditional_entropy(matrix: np.ndarray) -> float:
 
 
 def direction_metrics(translate: Translate, src: Side, dst: Side, src_name: str, dst_name: str,
-                      z: torch.Tensor) -> dict:
+                      z: torch.Tensor, src_labels: np.ndarray | None = None) -> dict:
     """Transfer accuracy, confusion, entropy and Frechet distance of src -> dst on latents ``z``."""
-    src_labels, _ = decode_and_classify(src, z)
-    dst_labels, dst_feats = decode_and_classify(dst, translate(z, src_name, dst_name))
+    if src_labels is None:
+        src_labels = decode_and_classify(src, z).labels
+    out = decode_and_classify(dst, translate(z, src_name, dst_name))
+    dst_labels, dst_feats = out.labels, out.features
     matrix = confusion(src_labels, dst_labels)
     tag = f"{src_name}_to_{dst_name}"
     return {
@@ -89,14 +115,13 @@ def direction_metrics(translate: Translate, src: Side, dst: Side, src_name: str,
         f"entropy_{tag}": conditional_entropy(matrix),
         f"fid_{tag}": frechet_distance(dst_feats, dst.real_features),
         f"confusion_{tag}": matrix.flatten().tolist(),
-        "_src_labels": src_labels,
     }
 
 
 def reconstruction_agreement(translate: Translate, side: Side, name: str, z: torch.Tensor,
                              src_labels: np.ndarray) -> float:
     """Fraction of examples whose class survives name -> name through the translator."""
-    labels, _ = decode_and_classify(side, translate(z, name, name))
+    labels = decode_and_classify(side, translate(z, name, name)).labels
     return float((labels == src_labels).mean())
 
 
@@ -112,23 +137,25 @@ def interpolation_smoothness(translate: Translate, src: Side, dst: Side, src_nam
     """
     g = torch.Generator().manual_seed(seed)
     t = torch.linspace(0, 1, steps)[:, None]
-    agree, cvs = [], []
     classes = np.unique(labels)
+    paths, path_class = [], []
     for i in range(n_paths):
         members = np.flatnonzero(labels == classes[i % len(classes)])
         if len(members) < 2:
             continue
         a, b = members[torch.randperm(len(members), generator=g)[:2].numpy()]
-        path = (1 - t) * z[a] + t * z[b]  # (steps, d_src)
-        z_dst = translate(path, src_name, dst_name)
-        out_labels, _ = decode_and_classify(dst, z_dst)
-        with torch.no_grad():
-            x = dst.decoder.decode(z_dst.to(next(dst.decoder.parameters()).device)).flatten(1).cpu()
-        jumps = (x[1:] - x[:-1]).norm(dim=1)
-        agree.append((out_labels == classes[i % len(classes)]).mean())
-        cvs.append(float(jumps.std() / jumps.mean().clamp_min(1e-8)))
+        paths.append((1 - t) * z[a] + t * z[b])  # (steps, d_src)
+        path_class.append(classes[i % len(classes)])
     tag = f"{src_name}_to_{dst_name}"
-    return {f"interp_consistency_{tag}": float(np.mean(agree)), f"interp_step_cv_{tag}": float(np.mean(cvs))}
+    if not paths:  # no class with two members: nothing to interpolate (the trial then fails as non-finite)
+        return {f"interp_consistency_{tag}": float("nan"), f"interp_step_cv_{tag}": float("nan")}
+    # Every path translated, decoded and classified in one batch; rows stay in path order.
+    out = decode_and_classify(dst, translate(torch.cat(paths), src_name, dst_name), keep_x=True)
+    x = out.x.flatten(1).reshape(len(paths), steps, -1)
+    jumps = (x[:, 1:] - x[:, :-1]).norm(dim=2)  # (paths, steps - 1)
+    cvs = jumps.std(dim=1) / jumps.mean(dim=1).clamp_min(1e-8)
+    agree = (out.labels.reshape(len(paths), steps) == np.array(path_class)[:, None]).mean(1)
+    return {f"interp_consistency_{tag}": float(np.mean(agree)), f"interp_step_cv_{tag}": float(cvs.mean())}
 
 
 def evaluate(translate: Translate, a: Side, b: Side, *, n_eval: int = 1000, seed: int = 0,
@@ -137,17 +164,13 @@ def evaluate(translate: Translate, a: Side, b: Side, *, n_eval: int = 1000, seed
     """Every evaluation figure of one translator, on class-balanced held-out latents (posterior means)."""
     out: dict = {}
     for (src, dst, s, d) in ((a, b, "a", "b"), (b, a, "b", "a")):
-        test = src.latents.test
-        z = test.mu[balanced_index(test.y, n_eval, seed)]
-        metrics = direction_metrics(translate, src, dst, s, d, z)
-        src_labels = metrics.pop("_src_labels")
-        out.update(metrics)
+        z, src_labels = eval_set(src, n_eval, seed)
+        out.update(direction_metrics(translate, src, dst, s, d, z, src_labels))
         if with_reconstruction:
             out[f"recon_{s}"] = reconstruction_agreement(translate, src, s, z, src_labels)
         out.update(interpolation_smoothness(translate, src, dst, s, d, z, src_labels, seed=seed))
     if sample_joint is not None:
         z_a, z_b = sample_joint(n_eval, torch.Generator().manual_seed(seed))
-        labels_a, _ = decode_and_classify(a, z_a)
-        labels_b, _ = decode_and_classify(b, z_b)
+        labels_a, labels_b = decode_and_classify(a, z_a).labels, decode_and_classify(b, z_b).labels
         out["prior_agreement"] = float((labels_a == labels_b).mean())
     return out

@@ -124,8 +124,13 @@ class ImageClassifier(nn.Module):
     def features(self, x: torch.Tensor) -> torch.Tensor:
         return self.body(x.reshape(x.shape[0], 1, *x.shape[-2:]))
 
+    def readout(self, features: torch.Tensor) -> torch.Tensor:
+        """Logits from ``features(x)``: ``forward(x) == readout(features(x))``, so an evaluation that
+        needs both runs the conv body once."""
+        return self.head(features)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.features(x))
+        return self.readout(self.features(x))
 
 
 @torch.no_grad()

@@ -186,8 +186,8 @@ class SpokenClassifier(ImageClassifier):
     def all_logits(self, x: torch.Tensor) -> torch.Tensor:  # (n, 11)
         return self.head(self.features(x))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (n, 10)
-        log_p = F.log_softmax(self.all_logits(x), dim=1)
+    def readout(self, features: torch.Tensor) -> torch.Tensor:  # (n, 10), see the class docstring
+        log_p = F.log_softmax(self.head(features), dim=1)
         return torch.logaddexp(log_p[:, :OUTLIER], log_p[:, OUTLIER:] - math.log(N_DIGITS))
 
 
