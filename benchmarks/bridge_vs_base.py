@@ -87,7 +87,7 @@ def encoding(spec, module, preset: str, store, device: str) -> tuple[float, floa
     selection = GAN_SELECTION[preset]
     start = time.perf_counter()
     gan_latents(module, clf, n_samples=selection.samples, keep_per_class=selection.keep, seed=0,
-                min_confidence=selection.min_confidence)
+                min_confidence=selection.min_confidence, max_samples=selection.max_samples)
     seconds = time.perf_counter() - start
     z = torch.randn(64, spec.latent_dim, device=device)
     with torch.no_grad():

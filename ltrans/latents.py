@@ -53,19 +53,23 @@ class LatentSplit:
 
 @dataclass(frozen=True)
 class GanSelection:
-    """How GAN latents are chosen: ``samples`` prior draws, the ``keep`` most confident per class
-    (each at least ``min_confidence``), ``test`` of them per class held out."""
+    """How GAN latents are chosen: rounds of ``samples`` prior draws (at most ``max_samples`` in all)
+    until every class has ``keep`` samples at ``min_confidence``; the ``keep`` most confident per class
+    are kept, ``test`` of them per class held out."""
 
     samples: int
     keep: int
     test: int
     min_confidence: float
+    max_samples: int
 
 
 # The paper keeps the 1,700 most confident of >= 7,000 prior samples per class (~24%). Scaled to the
-# embedded data: 20,000 samples (~2,000 per class), the 500 most confident per class (25%), split
-# 400/100 like the embedded MNIST digits. "tiny" base models (tests) keep few, with no threshold.
-GAN_SELECTION = {"full": GanSelection(20_000, 500, 100, 0.9), "tiny": GanSelection(2_000, 20, 5, 0.0)}
+# embedded data: rounds of 20,000 samples (~2,000 per class) until each class has 500 confident ones
+# (at most 100,000 draws, as the paper drew until its rarest class had enough), the 500 most confident
+# per class kept and split 400/100 like the embedded MNIST digits. "tiny" base models (tests) keep few,
+# with no threshold.
+GAN_SELECTION = {"full": GanSelection(20_000, 500, 100, 0.9, 100_000), "tiny": GanSelection(2_000, 20, 5, 0.0, 2_000)}
 GAN_MIN_CONFIDENCE = GAN_SELECTION["full"].min_confidence
 LATENTS_FORMAT = 1
 
@@ -87,29 +91,39 @@ def vae_latents(module, x: torch.Tensor, y: torch.Tensor) -> Latents:
 
 
 def gan_latents(generator_module, clf, *, n_samples: int, keep_per_class: int, seed: int,
-                min_confidence: float = GAN_MIN_CONFIDENCE, n_classes: int = 10,
-                batch: int = 1000) -> Latents:
+                min_confidence: float = GAN_MIN_CONFIDENCE, n_classes: int = 10, batch: int = 1000,
+                max_samples: int | None = None) -> Latents:
     """Prior samples decoded and classified; the ``keep_per_class`` most confident of each class.
 
-    Raises UserError when a class has fewer than ``keep_per_class`` samples at ``min_confidence``
-    (the GAN does not cover that class well enough to give balanced latents).
+    Draws rounds of ``n_samples`` (one seeded stream) until every class has ``keep_per_class`` samples
+    at ``min_confidence`` or ``max_samples`` (default: one round) have been drawn. Raises UserError when
+    a class is still short then (the GAN does not cover it well enough to give balanced latents).
     """
     from ltrans.errors import UserError
 
+    max_samples = max(max_samples or n_samples, n_samples)
     g = torch.Generator().manual_seed(seed)
-    z = torch.randn(n_samples, generator_module.latent_dim, generator=g)
     device = next(generator_module.parameters()).device
-    probs = []
-    with torch.no_grad():
-        for chunk in z.split(batch):
-            probs.append(torch.softmax(clf(generator_module.decode(chunk.to(device))), dim=1).float().cpu())
-    confidence, label = torch.cat(probs).max(dim=1)
+    zs, probs, drawn = [], [], 0
+    while True:
+        z = torch.randn(min(n_samples, max_samples - drawn), generator_module.latent_dim, generator=g)
+        with torch.no_grad():
+            for chunk in z.split(batch):
+                probs.append(torch.softmax(clf(generator_module.decode(chunk.to(device))), dim=1).float().cpu())
+        zs.append(z)
+        drawn += len(z)
+        confidence, label = torch.cat(probs).max(dim=1)
+        sure = torch.bincount(label[confidence >= min_confidence], minlength=n_classes)
+        if int(sure.min()) >= keep_per_class or drawn >= max_samples:
+            break
+    z = torch.cat(zs)
     keep = []
     for c in range(n_classes):
         members = torch.nonzero((label == c) & (confidence >= min_confidence)).flatten()
         if len(members) < keep_per_class:
             raise UserError(f"the GAN gave only {len(members)} samples of class {c} with confidence >= "
-                            f"{min_confidence} among {n_samples}; keep_per_class={keep_per_class} needs more")
+                            f"{min_confidence} among {drawn} prior draws; keep_per_class={keep_per_class} needs "
+                            "more (train the GAN longer, or on a GPU)")
         order = torch.argsort(confidence[members], descending=True, stable=True)
         keep.append(members[order[:keep_per_class]])
     index = torch.cat(keep)
@@ -179,7 +193,7 @@ def latent_dataset(name: str, *, store=None, preset: str = "full", device: str =
         else:
             kept = gan_latents(base.module, clf.module, n_samples=selection.samples,
                                keep_per_class=selection.keep, seed=seed,
-                               min_confidence=selection.min_confidence)
+                               min_confidence=selection.min_confidence, max_samples=selection.max_samples)
             train, test = _split_per_class(kept, selection.test, seed)
         record = {"name": name, "domain": spec.domain, "kind": spec.kind, "key": key.digest, **parts,
                   "n_train": len(train), "n_test": len(test), "latent_dim": spec.latent_dim}

@@ -69,6 +69,32 @@ def test_gan_latents_refuse_a_class_the_generator_does_not_cover(store, mnist_ti
                     seed=0, min_confidence=0.5)
 
 
+class RareZeroGenerator(PrototypeGenerator):
+    """Class 0 wins the mix only when z[0] beats every other coordinate by 1.5: ~0.5% of draws."""
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        logits = self.mix(z) - torch.tensor([9.0] + [0.0] * 9)
+        return torch.einsum("nk,khw->nhw", torch.softmax(logits, dim=1), self.prototypes)
+
+
+def test_gan_latents_draw_more_rounds_for_a_rare_class_up_to_the_limit(store, mnist_tiny_classifier):
+    split = load_split("mnist", store=store)
+    x = torch.from_numpy(split.train.x)
+    with torch.no_grad():
+        prototypes = x[torch.softmax(mnist_tiny_classifier(x), 1).argmax(0)]
+    generator = RareZeroGenerator(prototypes)
+    kw = {"keep_per_class": 10, "seed": 0, "min_confidence": 0.5}
+    with pytest.raises(Exception, match="class 0 .* among 500 prior draws"):
+        gan_latents(generator, mnist_tiny_classifier, n_samples=500, **kw)  # one round is not enough
+    lat = gan_latents(generator, mnist_tiny_classifier, n_samples=500, max_samples=20_000, **kw)
+    assert torch.bincount(lat.y, minlength=10).tolist() == [10] * 10 and torch.all(lat.confidence >= 0.5)
+    again = gan_latents(generator, mnist_tiny_classifier, n_samples=500, max_samples=20_000, **kw)
+    assert torch.equal(again.mu, lat.mu)  # the rounds are one seeded stream
+    with pytest.raises(Exception, match="among 1000 prior draws"):  # the limit holds
+        gan_latents(generator, mnist_tiny_classifier, n_samples=500, max_samples=1000,
+                    **{**kw, "keep_per_class": 200})
+
+
 def test_vae_latents_cover_every_example_and_the_cache_hit_does_not_re_encode(store, monkeypatch):
     split = load_split("mnist", store=store)
     first = latent_dataset("mnist_vae", store=store, preset="tiny")
