@@ -184,6 +184,14 @@ def _register(name: str, domain: str, seed: int, config: VAEConfig, description:
 
 _register("mnist_vae", "mnist", 0, VAEConfig(), "MLP VAE of MNIST digits, 100-d latent (paper's model A)")
 _register("mnist_vae_b", "mnist", 1, VAEConfig(), "mnist_vae trained again with seed 1 (paper's model B)")
+# animals_vae is the conv option. Measured (2026-11, held-out silhouettes, one thread): the MLP reached
+# recon MSE 0.0254 and the animals classifier agreed with only 77% of its reconstructions (legs and
+# heads blur away); the conv VAE reaches 0.0055 and 96.8% (330 s vs 114 s of training). Bridged to the
+# MLP mnist_vae at the paper preset, transfer rose from 0.677 / 0.756 to 0.739 / 0.826 and the
+# Frechet distance of MNIST -> animals fell from 39 to 18. For MNIST the MLP stays: a conv pair of
+# MNIST VAEs bridged worse (0.868 / 0.894 against 0.926 / 0.920), its 100 fully used latent dims
+# being harder to translate than the MLP's ~70.
 _register(
-    "animals_vae", "animals", 0, VAEConfig(), "MLP VAE of animal silhouettes, 100-d (Fashion-MNIST stand-in)"
+    "animals_vae", "animals", 0, VAEConfig(arch="conv"),
+    "conv VAE of animal silhouettes, 100-d (Fashion-MNIST stand-in; the MLP blurred them)",
 )
