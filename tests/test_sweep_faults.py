@@ -140,12 +140,14 @@ def test_sigint_leaves_a_resumable_folder_and_says_how_to_resume(tmp_path, _sess
     assert_consistent(run, "interrupted", 4)
 
 
-@pytest.mark.slow
-def test_raising_and_diverging_trials_fail_with_their_reason_and_the_sweep_goes_on(tmp_path, _session_cache):
-    # A grid: n_classes 2 makes the classifier loss raise on labels 2..9; lr 1e8 makes the loss NaN.
-    space = {"bridge.n_classes": {"type": "categorical", "choices": [10, 2]},
-             "bridge.lr": {"type": "categorical", "choices": [1.0e-3, 1.0e8]}}
-    path = sweep_file(tmp_path, "faulty", sampler="grid", budget=None, space=space, max_concurrent=2)
+FAULTY_SPACE = {"bridge.n_classes": {"type": "categorical", "choices": [10, 2]},
+                "bridge.lr": {"type": "categorical", "choices": [1.0e-3, 1.0e8]}}
+
+
+def run_faulty_grid(tmp_path: Path, **changes) -> pd.DataFrame:
+    """Run the 2 x 2 grid where n_classes 2 makes the classifier loss raise on labels 2..9 and lr 1e8 makes
+    the loss NaN; check that each trial ended as it must; return trials indexed by (n_classes, lr)."""
+    path = sweep_file(tmp_path, "faulty", sampler="grid", budget=None, space=FAULTY_SPACE, **changes)
     code, out = finish(start_cli("run", str(path), "--out", str(tmp_path / "run")))
     assert code == 0, out
     trials = assert_consistent(tmp_path / "run", "faulty", 4).set_index(["config/bridge.n_classes", "config/bridge.lr"])
@@ -155,6 +157,12 @@ def test_raising_and_diverging_trials_fail_with_their_reason_and_the_sweep_goes_
     for lr in (1.0e-3, 1.0e8):
         assert trials.loc[(2, lr), "status"] == "failed"
         assert trials.loc[(2, lr), "reason"].startswith("IndexError")
+    return trials
+
+
+@pytest.mark.slow
+def test_raising_and_diverging_trials_fail_with_their_reason_and_the_sweep_goes_on(tmp_path, _session_cache):
+    run_faulty_grid(tmp_path, max_concurrent=2)
 
 
 def _children(pid: int) -> list[int]:

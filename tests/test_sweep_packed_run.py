@@ -14,6 +14,7 @@ from test_sweep_faults import (
     finish,
     kill_group,
     ledger_lines,
+    run_faulty_grid,
     start_cli,
     sweep_file,
     trial_in_flight,
@@ -66,16 +67,6 @@ def test_sigkill_mid_packed_sweep_then_resume_keeps_finished_members(tmp_path, _
 
 @pytest.mark.slow
 def test_raising_and_diverging_members_fail_alone_with_their_reason(tmp_path, _session_cache):
-    # As in test_sweep_faults, now as one pack of four: n_classes 2 raises, lr 1e8 diverges.
-    space = {"bridge.n_classes": {"type": "categorical", "choices": [10, 2]},
-             "bridge.lr": {"type": "categorical", "choices": [1.0e-3, 1.0e8]}}
-    path = sweep_file(tmp_path, "faulty", sampler="grid", budget=None, space=space, pack=4)
-    code, out = finish(start_cli("run", str(path), "--out", str(tmp_path / "run")))
-    assert code == 0, out
-    trials = assert_consistent(tmp_path / "run", "faulty", 4)
+    # The faults of test_sweep_faults, now as one pack of four: each member ends as it does unpacked.
+    trials = run_faulty_grid(tmp_path, pack=4)
     assert trials["tune_trial_id"].nunique() == 1
-    trials = trials.set_index(["config/bridge.n_classes", "config/bridge.lr"])
-    assert trials.loc[(10, 1.0e-3), "status"] == "ok"
-    assert trials.loc[(10, 1.0e8), "status"] == "failed" and "loss became nan" in trials.loc[(10, 1.0e8), "reason"]
-    for lr in (1.0e-3, 1.0e8):
-        assert trials.loc[(2, lr), "status"] == "failed" and trials.loc[(2, lr), "reason"].startswith("IndexError")
