@@ -45,12 +45,20 @@ def base_train(ctx: click.Context, name: str, base_preset: str, device: str) -> 
                                    progress=True)):
         r = trained.record
         click.echo(f"{r['kind']} {r['name']}: {r['train_seconds']:.1f} s training, {json.dumps(r['info'])}")
-    if spec.kind == "gan":  # a GAN has no reconstruction error: judge its prior samples instead
-        from ltrans.samples import sample_quality
+    from ltrans.samples import sample_quality  # samples judged by the domain classifier, stored for `base ls`
 
-        q = sample_quality(name, store=_store(ctx), preset=base_preset, device=device)
-        click.echo(f"{name}: {q['confident_fraction']:.1%} of {q['n']} prior samples confidently a class, "
-                   f"per class {list(q['confident_per_class'].values())}")
+    q = sample_quality(name, store=_store(ctx), preset=base_preset, device=device)
+    click.echo(f"{name}: {q['confident_fraction']:.1%} of {q['n']} prior samples confidently a class, "
+               f"per class {list(q['confident_per_class'].values())}")
+    if "class_conditional" in q:
+        _echo_conditional(name, q["class_conditional"])
+
+
+def _echo_conditional(name: str, c: dict) -> None:
+    per_class = [round(v, 2) for v in c["confident_accuracy_per_class"].values()]
+    click.echo(f"{name}: {c['confident_accuracy']:.1%} of {c['n_per_class']} class-conditional samples per class "
+               f"recognised as their class (softmax >= {c['threshold']}; {c['accuracy']:.1%} by argmax), "
+               f"per class {per_class}")
 
 
 @base.command("ls")
@@ -105,15 +113,23 @@ def base_sample(ctx: click.Context, name: str, out: Path, n_samples: int, per_cl
     clf = zoo.classifier(spec.domain, store=_store(ctx), preset=base_preset, device=device, progress=True)
     paths, stats = write_samples(name, spec.domain, model.module, clf.module, spec.latent_dim, out,
                                  n=n_samples, per_class=per_class, seed=seed)
-    if spec.kind == "gan":  # so that `base ls` shows it
-        from ltrans.samples import sample_quality
+    if spec.kind == "vae":  # draws from each class's region of the latent space, unselected
+        from ltrans.samples import vae_conditional
 
-        sample_quality(name, store=_store(ctx), preset=base_preset, device=device)
+        cond = vae_conditional(name, model.module, clf.module, store=_store(ctx), preset=base_preset,
+                               device=device, n_per_class=max(1, n_samples // 10), seed=seed)
+        more, stats["class_conditional"] = write_conditional(name, spec.domain, cond, out, per_class=per_class)
+        paths += more
+    from ltrans.samples import sample_quality
+
+    sample_quality(name, store=_store(ctx), preset=base_preset, device=device)  # so that `base ls` shows it
     atomic_write_json(out / "summary.json", stats)
     for path in paths:
         click.echo(str(path))
     click.echo(f"{name}: {stats['confident_fraction']:.1%} of {n_samples} prior samples confidently a class "
                f"(softmax >= {stats['threshold']}); per class {list(stats['confident_per_class'].values())}")
+    if "class_conditional" in stats:
+        _echo_conditional(name, stats["class_conditional"])
 
 
 def write_samples(name: str, domain: str, decoder, classifier, latent_dim: int, out: Path, *, n: int,
@@ -141,15 +157,41 @@ def write_samples(name: str, domain: str, decoder, classifier, latent_dim: int, 
     return paths, stats
 
 
+def write_conditional(name: str, domain: str, cond, out: Path, *, per_class: int) -> tuple[list[Path], dict]:
+    """Grid of the first ``per_class`` class-conditional draws of each class (not the best ones), WAVs
+    for audio; the figures of ``samples.conditional_summary``."""
+    from ltrans import render
+    from ltrans.data.base import DATASETS
+    from ltrans.samples import conditional_summary
+
+    names = list(DATASETS[domain].class_names)
+    stats = conditional_summary(cond, names)
+    first = [(cond.target == c).nonzero().flatten()[:per_class].tolist() for c in range(len(names))]
+    rows = [[render.tile(domain, cond.samples.x[i]) for i in idx] for idx in first]
+    labels = [f"{c} ({v:.0%})" for c, v in stats["confident_accuracy_per_class"].items()]
+    paths = [render.write_grid(rows, labels, out / f"{name}_class_conditional.png")]
+    if render.is_audio(domain):
+        for c, idx in zip(names, first):
+            paths += render.write_wavs([cond.samples.x[i] for i in idx],
+                                       [f"{name}_cond_{c}_{k}" for k in range(len(idx))], out / "wav")
+    return paths, stats
+
+
 def _quality(record: dict | None, store=None) -> str:
     """The headline figure of a record: test accuracy, reconstruction error, or (GAN) the share of prior
     samples the classifier is sure of, once `ltrans base train` or `base sample` computed it."""
     if not record:
         return ""
     info = record["info"]
-    for key, label in (("test_accuracy", "test acc"), ("test_recon_mse", "test recon mse")):
-        if key in info:
-            return f"{label} {info[key]:.4g}"
+    if "test_accuracy" in info:
+        return f"test acc {info['test_accuracy']:.4g}"
+    if "test_recon_mse" in info:  # a VAE: its reconstruction error and, once computed, its samples' figure
+        from ltrans.samples import stored_quality
+
+        q = stored_quality(record, store) if store is not None else None
+        cond = f"; class-conditional samples {q['class_conditional']['confident_accuracy']:.1%} recognised" \
+            if q and "class_conditional" in q else ""
+        return f"test recon mse {info['test_recon_mse']:.4g}{cond}"
     if store is not None and record.get("kind") == "gan":
         from ltrans.samples import stored_quality
 

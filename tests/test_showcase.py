@@ -20,7 +20,14 @@ from ltrans.errors import UserError
 from ltrans.models import zoo
 from ltrans.pipeline import load_pair, run_trial
 from ltrans.presets import smoke
-from ltrans.samples import CONFIDENT, prior_samples, sample_quality, stored_quality
+from ltrans.samples import (
+    CONFIDENT,
+    class_conditional_samples,
+    class_gaussians,
+    prior_samples,
+    sample_quality,
+    stored_quality,
+)
 from ltrans.showcase import load_bridge, write_translations
 
 
@@ -68,6 +75,78 @@ def test_base_sample_writes_a_class_grid_and_wavs_for_audio(store, tmp_path):
     listing = CliRunner().invoke(cli, ["base", "ls", "--preset", "tiny", "-f", "json"], catch_exceptions=False)
     row = next(r for r in json.loads(listing.output) if r["name"] == "spoken_specgan")
     assert row["quality"] == f"confident samples {quality['confident_fraction']:.1%}"
+
+
+def test_class_gaussians_match_the_aggregate_posterior_moments():
+    """Mean and covariance of the mixture of N(mu_i, diag std_i^2): mean(mu), cov(mu) + mean(std^2)."""
+    g = torch.Generator().manual_seed(0)
+    mu = torch.randn(4000, 3, generator=g) @ torch.tensor([[2.0, 0, 0], [0.5, 1, 0], [0, 0, 0.1]])
+    std = 0.3 + torch.rand(4000, 3, generator=g)
+    y = torch.arange(4000) % 2
+    for c, (mean, chol) in enumerate(class_gaussians(mu, std, y, 2, jitter=0.0)):
+        m, s = mu[y == c].double(), std[y == c].double()
+        assert torch.allclose(mean, m.mean(0))
+        assert torch.allclose(chol @ chol.T, torch.cov(m.T) + torch.diag(s.pow(2).mean(0)), atol=1e-10)
+        # and equal the moments of draws from the mixture itself (a posterior picked at random, then a sample)
+        pick = torch.randint(len(m), (400_000,), generator=g)
+        mixture = m[pick] + s[pick] * torch.randn(400_000, 3, generator=g, dtype=torch.float64)
+        assert torch.allclose(mixture.mean(0), mean, atol=0.02)
+        assert torch.allclose(torch.cov(mixture.T), chol @ chol.T, atol=0.05)
+
+
+class _Identity(torch.nn.Module):
+    """A 'decoder' that returns its latent: the classifier then judges the latent itself."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.anchor = torch.nn.Parameter(torch.zeros(()))  # gives the module a device
+
+    def decode(self, z):
+        return z
+
+
+class _Nearest(torch.nn.Module):
+    """Logits of the nearest class centre (a sharp softmax): a classifier with a known answer."""
+
+    def __init__(self, centres) -> None:
+        super().__init__()
+        self.centres = centres
+
+    def forward(self, x):
+        return -20 * torch.cdist(x, self.centres)
+
+
+@pytest.mark.parametrize("spread,low,high", [(0.05, 0.99, 1.0), (3.0, 0.0, 0.6)])
+def test_class_conditional_samples_land_in_their_class_when_classes_are_apart(spread, low, high):
+    centres = torch.tensor([[4.0 * c, 0.0] for c in range(4)])
+    g = torch.Generator().manual_seed(1)
+    y = torch.arange(800) % 4
+    mu = centres[y] + spread * torch.randn(800, 2, generator=g)
+    std = torch.full((800, 2), spread)
+    cond = class_conditional_samples(_Identity(), _Nearest(centres), mu, std, y, n_per_class=250, n_classes=4,
+                                     seed=2)
+    assert torch.equal(cond.target, torch.arange(4).repeat_interleave(250))
+    assert low <= cond.accuracy(CONFIDENT) <= high  # apart: every draw is its class; overlapping: many are not
+    again = class_conditional_samples(_Identity(), _Nearest(centres), mu, std, y, n_per_class=250, n_classes=4,
+                                      seed=2)
+    assert torch.equal(again.samples.x, cond.samples.x)
+    with pytest.raises(ValueError, match="class 3 has 0"):
+        class_gaussians(mu[y < 3], std[y < 3], y[y < 3], 4)
+
+
+def test_base_sample_of_a_vae_adds_class_conditional_draws(store, tmp_path):
+    result = CliRunner().invoke(cli, ["base", "sample", "mnist_vae", "--preset", "tiny", "-o", str(tmp_path),
+                                      "-n", "300", "--per-class", "3"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    cond = json.loads((tmp_path / "summary.json").read_text())["class_conditional"]
+    assert cond["n_per_class"] == 30 and len(cond["confident_accuracy_per_class"]) == 10
+    assert 0 <= cond["confident_accuracy"] <= cond["accuracy"] <= 1
+    assert _grid_rows(tmp_path / "mnist_vae_class_conditional.png") == 10
+    assert "class-conditional samples per class recognised" in result.output
+    listing = CliRunner().invoke(cli, ["base", "ls", "--preset", "tiny", "-f", "json"], catch_exceptions=False)
+    row = next(r for r in json.loads(listing.output) if r["name"] == "mnist_vae")
+    stored = sample_quality("mnist_vae", store=store, preset="tiny")["class_conditional"]
+    assert row["quality"].endswith(f"class-conditional samples {stored['confident_accuracy']:.1%} recognised")
 
 
 @pytest.fixture(scope="module")
