@@ -83,11 +83,13 @@ def test_gan_latents_draw_more_rounds_for_a_rare_class_up_to_the_limit(store, mn
     with torch.no_grad():
         prototypes = x[torch.softmax(mnist_tiny_classifier(x), 1).argmax(0)]
     generator = RareZeroGenerator(prototypes)
-    kw = {"keep_per_class": 10, "seed": 0, "min_confidence": 0.5}
+    # The tiny classifier calls 8-11 of the first 500 draws a zero at >= 0.5 (it depends on the threads the
+    # classifier trained with); 25 per class is then well out of one round's reach, and far inside 20,000's.
+    kw = {"keep_per_class": 25, "seed": 0, "min_confidence": 0.5}
     with pytest.raises(Exception, match="class 0 .* among 500 prior draws"):
         gan_latents(generator, mnist_tiny_classifier, n_samples=500, **kw)  # one round is not enough
     lat = gan_latents(generator, mnist_tiny_classifier, n_samples=500, max_samples=20_000, **kw)
-    assert torch.bincount(lat.y, minlength=10).tolist() == [10] * 10 and torch.all(lat.confidence >= 0.5)
+    assert torch.bincount(lat.y, minlength=10).tolist() == [25] * 10 and torch.all(lat.confidence >= 0.5)
     again = gan_latents(generator, mnist_tiny_classifier, n_samples=500, max_samples=20_000, **kw)
     assert torch.equal(again.mu, lat.mu)  # the rounds are one seeded stream
     with pytest.raises(Exception, match="among 1000 prior draws"):  # the limit holds
