@@ -219,5 +219,7 @@ def latents_build(ctx: click.Context, name: str, base_preset: str, device: str) 
     split = latent_dataset(name, store=_store(ctx), preset=base_preset, device=zoo.resolve_device(device),
                            progress=True)
     r = split.record
+    drawn = (f"; kept from {r['prior_draws']:,} prior draws, confident per class {r['confident_per_class']}"
+             if "prior_draws" in r else "")
     click.echo(f"latents {name}: {r['n_train']} train / {r['n_test']} test, dim {r['latent_dim']}, "
-               f"key {r['key'][:12]}")
+               f"key {r['key'][:12]}{drawn}")

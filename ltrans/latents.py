@@ -90,9 +90,24 @@ def vae_latents(module, x: torch.Tensor, y: torch.Tensor) -> Latents:
     return Latents(mu, std, y.long(), torch.ones(len(y)))
 
 
-def gan_latents(generator_module, clf, *, n_samples: int, keep_per_class: int, seed: int,
-                min_confidence: float = GAN_MIN_CONFIDENCE, n_classes: int = 10, batch: int = 1000,
-                max_samples: int | None = None) -> Latents:
+@dataclass(frozen=True)
+class GanDraws:
+    """What a GAN selection kept (``latents``), how many prior samples it drew, and how many of them were
+    confidently each class (the figures a latent dataset's record keeps)."""
+
+    latents: Latents
+    drawn: int
+    confident_per_class: list[int]
+
+
+def gan_latents(generator_module, clf, **kwargs) -> Latents:
+    """The latents ``gan_selection`` keeps (same arguments)."""
+    return gan_selection(generator_module, clf, **kwargs).latents
+
+
+def gan_selection(generator_module, clf, *, n_samples: int, keep_per_class: int, seed: int,
+                  min_confidence: float = GAN_MIN_CONFIDENCE, n_classes: int = 10, batch: int = 1000,
+                  max_samples: int | None = None) -> GanDraws:
     """Prior samples decoded and classified; the ``keep_per_class`` most confident of each class.
 
     Draws rounds of ``n_samples`` (one seeded stream) until every class has ``keep_per_class`` samples
@@ -127,7 +142,8 @@ def gan_latents(generator_module, clf, *, n_samples: int, keep_per_class: int, s
         order = torch.argsort(confidence[members], descending=True, stable=True)
         keep.append(members[order[:keep_per_class]])
     index = torch.cat(keep)
-    return Latents(z[index], torch.zeros_like(z[index]), label[index], confidence[index])
+    kept = Latents(z[index], torch.zeros_like(z[index]), label[index], confidence[index])
+    return GanDraws(kept, drawn, sure.tolist())
 
 
 def _split_per_class(lat: Latents, test_per_class: int, seed: int) -> tuple[Latents, Latents]:
@@ -184,6 +200,7 @@ def latent_dataset(name: str, *, store=None, preset: str = "full", device: str =
     key = make_key("latents", name, **parts)
 
     def build(directory) -> None:
+        extra = {}
         if spec.kind == "vae":
             split = load_split(spec.domain, store=store)
             train = vae_latents(base.module, to_model_space(spec.domain, split.train.x),
@@ -191,12 +208,13 @@ def latent_dataset(name: str, *, store=None, preset: str = "full", device: str =
             test = vae_latents(base.module, to_model_space(spec.domain, split.test.x),
                                torch.from_numpy(split.test.y))
         else:
-            kept = gan_latents(base.module, clf.module, n_samples=selection.samples,
-                               keep_per_class=selection.keep, seed=seed,
-                               min_confidence=selection.min_confidence, max_samples=selection.max_samples)
-            train, test = _split_per_class(kept, selection.test, seed)
+            draws = gan_selection(base.module, clf.module, n_samples=selection.samples,
+                                  keep_per_class=selection.keep, seed=seed,
+                                  min_confidence=selection.min_confidence, max_samples=selection.max_samples)
+            train, test = _split_per_class(draws.latents, selection.test, seed)
+            extra = {"prior_draws": draws.drawn, "confident_per_class": draws.confident_per_class}
         record = {"name": name, "domain": spec.domain, "kind": spec.kind, "key": key.digest, **parts,
-                  "n_train": len(train), "n_test": len(test), "latent_dim": spec.latent_dim}
+                  "n_train": len(train), "n_test": len(test), "latent_dim": spec.latent_dim, **extra}
         _save(directory, LatentSplit(train, test, record))
 
     return _read(store.get_or_create(key, build))
