@@ -178,24 +178,22 @@ def write_conditional(name: str, domain: str, cond, out: Path, *, per_class: int
 
 
 def _quality(record: dict | None, store=None) -> str:
-    """The headline figure of a record: test accuracy, reconstruction error, or (GAN) the share of prior
-    samples the classifier is sure of, once `ltrans base train` or `base sample` computed it."""
+    """The headline figure of a record: a classifier's test accuracy; a VAE's reconstruction error and the
+    share of its class-conditional samples recognised; a GAN's share of prior samples the classifier is
+    sure of. Sample figures appear once `ltrans base train` or `base sample` computed them."""
+    from ltrans.samples import stored_quality
+
     if not record:
         return ""
     info = record["info"]
     if "test_accuracy" in info:
         return f"test acc {info['test_accuracy']:.4g}"
-    if "test_recon_mse" in info:  # a VAE: its reconstruction error and, once computed, its samples' figure
-        from ltrans.samples import stored_quality
-
-        q = stored_quality(record, store) if store is not None else None
+    q = stored_quality(record, store) if store is not None else None
+    if "test_recon_mse" in info:
         cond = f"; class-conditional samples {q['class_conditional']['confident_accuracy']:.1%} recognised" \
             if q and "class_conditional" in q else ""
         return f"test recon mse {info['test_recon_mse']:.4g}{cond}"
     if store is not None and record.get("kind") == "gan":
-        from ltrans.samples import stored_quality
-
-        q = stored_quality(record, store)
         return f"confident samples {q['confident_fraction']:.1%}" if q else "run `ltrans base sample`"
     return ""
 
