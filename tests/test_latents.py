@@ -91,9 +91,11 @@ def test_gan_latents_draw_more_rounds_for_a_rare_class_up_to_the_limit(store, mn
     draws = gan_selection(generator, mnist_tiny_classifier, n_samples=500, max_samples=20_000, **kw)
     lat = draws.latents
     assert torch.bincount(lat.y, minlength=10).tolist() == [25] * 10 and torch.all(lat.confidence >= 0.5)
-    # it stopped at the first round that gave class 0 its 25, and says how many it drew and found
+    # it says how many it drew and found, and stopped at the first round that was enough: one round less fails
     assert 500 < draws.drawn < 20_000 and draws.drawn % 500 == 0
     assert min(draws.confident_per_class) >= 25 and sum(draws.confident_per_class) <= draws.drawn
+    with pytest.raises(Exception, match=f"among {draws.drawn - 500} prior draws"):
+        gan_selection(generator, mnist_tiny_classifier, n_samples=500, max_samples=draws.drawn - 500, **kw)
     again = gan_latents(generator, mnist_tiny_classifier, n_samples=500, max_samples=20_000, **kw)
     assert torch.equal(again.mu, lat.mu)  # the rounds are one seeded stream
     with pytest.raises(Exception, match="among 1000 prior draws"):  # the limit holds
