@@ -40,7 +40,11 @@ class VAEConfig:
     beta: float = 1.0
     lr: float = 1e-3
     batch_size: int = 128
-    steps: int = 4000  # 128 epochs of 4,000 digits; held-out recon MSE has flattened by then
+    steps: int = 4000  # 128 epochs of 4,000 digits; unaugmented, held-out recon MSE has flattened by then
+    cosine: bool = False  # anneal the lr to 0 over the run (cosine)
+    # Random shift of each training image by up to this many pixels each way (0 = off; zeros shifted in).
+    # The paper trained on 60k digits; on our 4,000 an unaugmented MLP memorises them (see the registry).
+    max_shift: int = 0
 
     def __post_init__(self) -> None:
         if self.arch not in ("mlp", "conv"):
@@ -49,6 +53,8 @@ class VAEConfig:
             raise ValueError(f"need positive widths, got hidden={self.hidden}, channels={self.channels}")
         if min(self.latent_dim, self.batch_size, self.steps) < 1:
             raise ValueError("latent_dim, batch_size and steps must be >= 1")
+        if not 0 <= self.max_shift < 14:
+            raise ValueError(f"max_shift must be in 0..13 pixels, got {self.max_shift}")
         if self.sigma <= 0 or self.beta < 0 or self.lr <= 0:
             raise ValueError(f"need sigma > 0, beta >= 0, lr > 0; got {self.sigma}, {self.beta}, {self.lr}")
 
@@ -99,6 +105,17 @@ class ImageVAE(nn.Module):
         return torch.sigmoid(self.decoder(z)).reshape(-1, 28, 28)
 
 
+def shift_images(x: torch.Tensor, max_shift: int, generator: torch.Generator) -> torch.Tensor:
+    """Each image of x (n, 28, 28) moved by its own (dy, dx), each uniform in -max_shift..max_shift;
+    pixels moved in from outside are 0 (background)."""
+    n, s = x.shape[0], max_shift
+    padded = nn.functional.pad(x.reshape(n, 28, 28), (s, s, s, s))
+    offset = torch.randint(0, 2 * s + 1, (n, 2), generator=generator).to(x.device)
+    span = torch.arange(28, device=x.device)
+    rows, cols = (offset[:, :1] + span)[:, :, None], (offset[:, 1:] + span)[:, None, :]
+    return padded[torch.arange(n, device=x.device)[:, None, None], rows, cols]
+
+
 def loss_terms(
     model: ImageVAE, x: torch.Tensor, sigma: float, generator: torch.Generator
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -132,20 +149,27 @@ def evaluate(model: ImageVAE, x: np.ndarray, batch_size: int = 1000) -> dict[str
 def train_vae(
     config: VAEConfig, split: Split, *, seed: int, device: str = "cpu", progress: bool = False
 ) -> tuple[ImageVAE, dict[str, Any]]:
-    """Adam on the negative ELBO for ``config.steps`` minibatches; batches and noise drawn from ``seed``."""
+    """Adam on the negative ELBO for ``config.steps`` minibatches (randomly shifted if ``config.max_shift``,
+    cosine-annealed lr if ``config.cosine``); batches, shifts and noise drawn from ``seed``."""
     start = time.perf_counter()
     gen = torch.Generator().manual_seed(seed)
     model = build_seeded(ImageVAE, config, seed).to(device).train()
     x = as_images(split.train.x, device)
     opt = torch.optim.Adam(model.parameters(), lr=config.lr)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=config.steps) if config.cosine else None
     bar, batches = progress_bar(config.steps, progress, "vae"), batch_indices(len(x), config.batch_size, gen)
     recent: list[tuple[float, float]] = []  # (recon, kl) of the last steps, for a smooth final figure
     for _ in range(config.steps):
-        recon, kl = loss_terms(model, x[next(batches).to(device)], config.sigma, gen)
+        xb = x[next(batches).to(device)]
+        if config.max_shift:
+            xb = shift_images(xb, config.max_shift, gen)
+        recon, kl = loss_terms(model, xb, config.sigma, gen)
         loss = (recon + config.beta * kl).mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
+        if sched is not None:
+            sched.step()
         recent = [*recent[-99:], (recon.mean().item(), kl.mean().item())]
         bar.update()
         bar.set_postfix(loss=f"{loss.item():.1f}", kl=f"{recent[-1][1]:.1f}", refresh=False)
@@ -182,15 +206,23 @@ def _register(name: str, domain: str, seed: int, config: VAEConfig, description:
     )  # fmt: skip
 
 
-_register("mnist_vae", "mnist", 0, VAEConfig(), "MLP VAE of MNIST digits, 100-d latent (paper's model A)")
-_register("mnist_vae_b", "mnist", 1, VAEConfig(), "mnist_vae trained again with seed 1 (paper's model B)")
+# The paper's MLP VAE, trained on randomly shifted digits (+-2 px) for 8,000 steps with a cosine lr.
+# Measured (2026-11, one thread, 1,000 held-out digits; "agreement": the mnist classifier calls the
+# reconstruction what the digit is): unaugmented, 4,000 steps, the MLP memorised our 4,000 digits
+# (agreement 98% on training digits, 91% / 93% held out, recon MSE 0.021) and the mnist_mnist bridge
+# sat at 0.926 / 0.920. Shifted by up to 2 px: 97% / 95.5% held out, MSE 0.0126, 110 s of training,
+# and the bridge reaches 0.953 / 0.958. Up to 3 px: 94% held out; 16,000 steps: 96% held out but only
+# 23 of 100 latent dims in use.
+_MNIST = VAEConfig(steps=8000, cosine=True, max_shift=2)
+_register("mnist_vae", "mnist", 0, _MNIST, "MLP VAE of MNIST digits, 100-d latent (paper's model A)")
+_register("mnist_vae_b", "mnist", 1, _MNIST, "mnist_vae trained again with seed 1 (paper's model B)")
 # animals_vae is the conv option. Measured (2026-11, held-out silhouettes, one thread): the MLP reached
 # recon MSE 0.0254 and the animals classifier agreed with only 77% of its reconstructions (legs and
 # heads blur away); the conv VAE reaches 0.0055 and 96.8% (330 s vs 114 s of training). Bridged to the
 # MLP mnist_vae at the paper preset, transfer rose from 0.677 / 0.756 to 0.739 / 0.826 and the
-# Frechet distance of MNIST -> animals fell from 39 to 18. For MNIST the MLP stays: a conv pair of
-# MNIST VAEs bridged worse (0.868 / 0.894 against 0.926 / 0.920), its 100 fully used latent dims
-# being harder to translate than the MLP's ~70.
+# Frechet distance of MNIST -> animals fell from 39 to 18 (both with the unaugmented mnist_vae). For
+# MNIST the MLP stays: a conv pair of (unaugmented) MNIST VAEs bridged worse (0.868 / 0.894 against
+# 0.926 / 0.920), its 100 fully used latent dims being harder to translate than the MLP's ~70.
 _register(
     "animals_vae", "animals", 0, VAEConfig(arch="conv"),
     "conv VAE of animal silhouettes, 100-d (Fashion-MNIST stand-in; the MLP blurred them)",
