@@ -107,7 +107,8 @@ class ImageVAE(nn.Module):
 
 def shift_images(x: torch.Tensor, max_shift: int, generator: torch.Generator) -> torch.Tensor:
     """Each image of x (n, 28, 28) moved by its own (dy, dx), each uniform in -max_shift..max_shift;
-    pixels moved in from outside are 0 (background)."""
+    pixels moved in from outside are 0 (background). Whole pixels, not ``classifier.random_affine``'s
+    interpolated shifts: a VAE's input is also its reconstruction target, and interpolation blurs it."""
     n, s = x.shape[0], max_shift
     padded = nn.functional.pad(x.reshape(n, 28, 28), (s, s, s, s))
     offset = torch.randint(0, 2 * s + 1, (n, 2), generator=generator).to(x.device)
