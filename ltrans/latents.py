@@ -71,7 +71,7 @@ class GanSelection:
 # with no threshold.
 GAN_SELECTION = {"full": GanSelection(20_000, 500, 100, 0.9, 100_000), "tiny": GanSelection(2_000, 20, 5, 0.0, 2_000)}
 GAN_MIN_CONFIDENCE = GAN_SELECTION["full"].min_confidence
-LATENTS_FORMAT = 1
+LATENTS_FORMAT = 2  # 2: GAN classes filled by their own probability (tiny preset)
 
 
 def _encode(module, x, batch: int = 1024) -> tuple[torch.Tensor, torch.Tensor]:
@@ -108,11 +108,16 @@ def gan_latents(generator_module, clf, **kwargs) -> Latents:
 def gan_selection(generator_module, clf, *, n_samples: int, keep_per_class: int, seed: int,
                   min_confidence: float = GAN_MIN_CONFIDENCE, n_classes: int = 10, batch: int = 1000,
                   max_samples: int | None = None) -> GanDraws:
-    """Prior samples decoded and classified; the ``keep_per_class`` most confident of each class.
+    """Prior samples decoded and classified; per class, the ``keep_per_class`` draws the classifier
+    gives that class the highest probability, among those where it is >= ``min_confidence``.
 
-    Draws rounds of ``n_samples`` (one seeded stream) until every class has ``keep_per_class`` samples
-    at ``min_confidence`` or ``max_samples`` (default: one round) have been drawn. Raises UserError when
-    a class is still short then (the GAN does not cover it well enough to give balanced latents).
+    Draws rounds of ``n_samples`` (one seeded stream) until every class has ``keep_per_class`` such
+    draws or ``max_samples`` (default: one round) have been drawn. Raises UserError when a class is still
+    short then (the GAN does not cover it well enough to give balanced latents). With ``min_confidence``
+    >= 0.5 a draw qualifies for one class only, its argmax, so the kept draws are each class's most
+    confident ones. Below 0.5 (the tiny preset's 0: a GAN trained for seconds may never make some class
+    the argmax) classes are filled in order and a draw is kept for one class at most; its pseudo-label is
+    then the class it was kept for and its confidence that class's probability.
     """
     from ltrans.errors import UserError
 
@@ -127,22 +132,25 @@ def gan_selection(generator_module, clf, *, n_samples: int, keep_per_class: int,
                 probs.append(torch.softmax(clf(generator_module.decode(chunk.to(device))), dim=1).float().cpu())
         zs.append(z)
         drawn += len(z)
-        confidence, label = torch.cat(probs).max(dim=1)
-        sure = torch.bincount(label[confidence >= min_confidence], minlength=n_classes)
+        sure = (torch.cat(probs) >= min_confidence).sum(0)  # (n_classes,) draws that qualify for each class
         if int(sure.min()) >= keep_per_class or drawn >= max_samples:
             break
-    z = torch.cat(zs)
-    keep = []
+    z, p = torch.cat(zs), torch.cat(probs)
+    taken = torch.zeros(len(z), dtype=torch.bool)
+    keep, labels = [], []
     for c in range(n_classes):
-        members = torch.nonzero((label == c) & (confidence >= min_confidence)).flatten()
+        members = torch.nonzero((p[:, c] >= min_confidence) & ~taken).flatten()
         if len(members) < keep_per_class:
             raise UserError(f"the GAN gave only {len(members)} samples of class {c} with confidence >= "
                             f"{min_confidence} among {drawn} prior draws; keep_per_class={keep_per_class} needs "
                             "more (train the GAN longer, or on a GPU)")
-        order = torch.argsort(confidence[members], descending=True, stable=True)
-        keep.append(members[order[:keep_per_class]])
-    index = torch.cat(keep)
-    kept = Latents(z[index], torch.zeros_like(z[index]), label[index], confidence[index])
+        order = torch.argsort(p[members, c], descending=True, stable=True)
+        chosen = members[order[:keep_per_class]]
+        taken[chosen] = True
+        keep.append(chosen)
+        labels.append(torch.full((keep_per_class,), c, dtype=torch.long))
+    index, label = torch.cat(keep), torch.cat(labels)
+    kept = Latents(z[index], torch.zeros_like(z[index]), label, p[index, label])
     return GanDraws(kept, drawn, sure.tolist())
 
 

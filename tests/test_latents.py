@@ -69,6 +69,28 @@ def test_gan_latents_refuse_a_class_the_generator_does_not_cover(store, mnist_ti
                     seed=0, min_confidence=0.5)
 
 
+def test_gan_latents_below_one_half_fill_every_class_by_its_own_probability(store, mnist_tiny_classifier):
+    # The tiny preset's threshold 0: a generator whose every draw is a "1" still gives balanced latents,
+    # class c taking the draws most probable for c that no earlier class took (a seconds-long GAN may
+    # never make some class the argmax, and the smoke preset must still run).
+    split = load_split("mnist", store=store)
+    x, y = torch.from_numpy(split.train.x), torch.from_numpy(split.train.y)
+    only_ones = x[y == 1].mean(0, keepdim=True).repeat(10, 1, 1)
+    generator = PrototypeGenerator(only_ones)
+    lat = gan_latents(generator, mnist_tiny_classifier, n_samples=500, keep_per_class=5, seed=0, min_confidence=0.0)
+    assert torch.bincount(lat.y, minlength=10).tolist() == [5] * 10
+    assert len(torch.unique(lat.mu, dim=0)) == 50  # no draw kept twice
+    z_all = torch.randn(500, 10, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        p_all = torch.softmax(mnist_tiny_classifier(generator.decode(z_all)), 1)
+        p_kept = torch.softmax(mnist_tiny_classifier(generator.decode(lat.mu)), 1)
+    assert torch.allclose(p_kept[torch.arange(50), lat.y], lat.confidence, atol=1e-5)
+    assert (p_all.argmax(1) != 0).all()  # class 0 was never anyone's argmax, yet it has its five
+    # Class 0 is filled first: its five are exactly the five draws most probable for 0.
+    assert torch.allclose(lat.confidence[lat.y == 0].sort(descending=True).values, p_all[:, 0].topk(5).values,
+                          atol=1e-5)
+
+
 class RareZeroGenerator(PrototypeGenerator):
     """Class 0 wins the mix only when z[0] beats every other coordinate by 1.5: ~0.5% of draws."""
 

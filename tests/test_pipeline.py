@@ -8,6 +8,7 @@ import math
 import pytest
 
 from ltrans.config import override
+from ltrans.latents import GAN_SELECTION
 from ltrans.pipeline import load_pair, run_trial
 from ltrans.presets import smoke
 
@@ -29,6 +30,22 @@ def test_smoke_trial_gives_a_finite_row_better_than_chance(pair):
     # (0.1; on 200 balanced examples its standard error is 0.02).
     assert flat["transfer_a_to_b"] > 0.2 and flat["transfer_b_to_a"] > 0.2
     assert row.steps == 200 and len(result.curve) == 4
+
+
+@pytest.mark.parametrize("name", ["mnist_vae_gan", "mnist_spoken"])
+def test_smoke_preset_runs_on_the_gan_pairs(store, name):
+    # The tiny GANs train for seconds and may never make some class the argmax; their latents must still
+    # be class-balanced (ltrans.latents.gan_selection below one half) so that the smoke preset runs.
+    data = load_pair(name, store=store, preset="tiny")
+    assert data.b.latents.record["kind"] == "gan"
+    assert set(data.b.latents.train.y.bincount(minlength=10).tolist()) == {GAN_SELECTION["tiny"].keep -
+                                                                          GAN_SELECTION["tiny"].test}
+    row, _ = run_trial(smoke(name), data)
+    assert row.status == "ok", row.reason
+    flat = row.flat()
+    assert all(math.isfinite(flat[k]) for k in ("transfer_a_to_b", "transfer_b_to_a", "recon_a", "recon_b"))
+    # smoke evaluates 200 class-balanced examples a direction, or all there are: the GAN side holds out 50
+    assert sum(flat["confusion_a_to_b"]) == 200 and sum(flat["confusion_b_to_a"]) == 10 * GAN_SELECTION["tiny"].test
 
 
 def test_same_seed_same_row_and_other_seed_differs(pair):
