@@ -64,12 +64,18 @@ class GanSelection:
     max_samples: int
 
 
-# The paper keeps the 1,700 most confident of >= 7,000 prior samples per class (~24%). Scaled to the
-# embedded data: rounds of 20,000 samples (~2,000 per class) until each class has 500 confident ones
-# (at most 100,000 draws, as the paper drew until its rarest class had enough), the 500 most confident
-# per class kept and split 400/100 like the embedded MNIST digits. "tiny" base models (tests) keep few,
+# The paper keeps the 1,700 most confident of >= 7,000 prior samples per class (~24%), and so do we:
+# prior draws are free, so the embedded data sets no bound here, and the count is what lets a bridge
+# learn the GAN's class regions. Measured (2026-11, held-out latents, a 100-256-10 MLP probe, one seed):
+# the class of a kept mnist_gan latent is predicted for 73% / 79% / 83% with 400 / 1,000 / 1,900 training
+# latents per class, spoken_specgan 69% / 80% / 84% (400 / 1,000 / 1,700); the paper-preset
+# mnist_vae <-> mnist_gan bridge went from 0.783 / 0.530 with 500 kept per class to 0.937 / 0.757 with
+# 1,700. Rounds of 20,000 draws until every class has 1,700 at softmax >= 0.9 (mnist_gan: 60,000 draws;
+# spoken_specgan's rarest digit, "eight", is ~0.9% of its draws: ~200,000, about 10 minutes on one CPU
+# thread), at most 400,000; 100 per class held out for evaluation. "tiny" base models (tests) keep few,
 # with no threshold.
-GAN_SELECTION = {"full": GanSelection(20_000, 500, 100, 0.9, 100_000), "tiny": GanSelection(2_000, 20, 5, 0.0, 2_000)}
+GAN_SELECTION = {"full": GanSelection(20_000, 1_700, 100, 0.9, 400_000),
+                 "tiny": GanSelection(2_000, 20, 5, 0.0, 2_000)}
 GAN_MIN_CONFIDENCE = GAN_SELECTION["full"].min_confidence
 LATENTS_FORMAT = 2  # 2: GAN classes filled by their own probability (tiny preset)
 
