@@ -70,7 +70,7 @@ def base_step_flops(spec, config, store, device: str) -> float:
 def encoding(spec, module, preset: str, store, device: str) -> tuple[float, float, int]:
     """Seconds to build the training latents now, FLOPs per example, and how many examples."""
     from ltrans.data import load_split
-    from ltrans.latents import GAN_SELECTION, gan_latents, vae_latents
+    from ltrans.latents import GAN_SELECTION, gan_selection, vae_latents
     from ltrans.models import zoo
     from ltrans.models.space import to_model_space
 
@@ -86,13 +86,13 @@ def encoding(spec, module, preset: str, store, device: str) -> tuple[float, floa
     clf = zoo.classifier(spec.domain, store=store, preset=preset, device=device).module
     selection = GAN_SELECTION[preset]
     start = time.perf_counter()
-    gan_latents(module, clf, n_samples=selection.samples, keep_per_class=selection.keep, seed=0,
-                min_confidence=selection.min_confidence, max_samples=selection.max_samples)
+    draws = gan_selection(module, clf, n_samples=selection.samples, keep_per_class=selection.keep, seed=0,
+                          min_confidence=selection.min_confidence, max_samples=selection.max_samples)
     seconds = time.perf_counter() - start
     z = torch.randn(64, spec.latent_dim, device=device)
     with torch.no_grad():
         flops = count_flops(lambda: clf(module.decode(z))) / 64
-    return seconds, flops, selection.samples
+    return seconds, flops, draws.drawn  # every prior draw was decoded and classified
 
 
 def bridge_run(pair: str, cfg, data, device: str) -> dict:
