@@ -143,7 +143,7 @@ def gan_selection(generator_module, clf, *, n_samples: int, keep_per_class: int,
             break
     z, p = torch.cat(zs), torch.cat(probs)
     taken = torch.zeros(len(z), dtype=torch.bool)
-    keep, labels = [], []
+    keep = []
     for c in range(n_classes):
         members = torch.nonzero((p[:, c] >= min_confidence) & ~taken).flatten()
         if len(members) < keep_per_class:
@@ -154,8 +154,7 @@ def gan_selection(generator_module, clf, *, n_samples: int, keep_per_class: int,
         chosen = members[order[:keep_per_class]]
         taken[chosen] = True
         keep.append(chosen)
-        labels.append(torch.full((keep_per_class,), c, dtype=torch.long))
-    index, label = torch.cat(keep), torch.cat(labels)
+    index, label = torch.cat(keep), torch.arange(n_classes).repeat_interleave(keep_per_class)
     kept = Latents(z[index], torch.zeros_like(z[index]), label, p[index, label])
     return GanDraws(kept, drawn, sure.tolist())
 
