@@ -218,13 +218,18 @@ def test_losing_a_worker_node_mid_sweep_retries_its_trial_and_loses_nothing(tmp_
 
         remover = threading.Thread(target=remove_worker_when_busy, daemon=True)
         remover.start()
-        outcome = execute(run, address=cluster.address, echo=lambda line: None)
+        lines: list[str] = []
+        outcome = execute(run, address=cluster.address, echo=lines.append)
         remover.join(timeout=5)
     finally:
         ray.shutdown()
         cluster.shutdown()
     assert removed.is_set(), "the worker node was never busy"
-    assert outcome.finished == 4 and outcome.counts["ok"] == 4
+    assert outcome.finished == 4 and outcome.counts["ok"] == 4, lines
     assert_consistent(run, "nodes", 4)
     errors = list((run / "tune").glob("attempt-1/trial_*/error.txt"))
-    assert errors, "no trial saw the node go"  # it failed there, was retried on the head, and finished ok
+    assert errors, "no trial saw the node go"  # it failed there and was retried on the head
+    # Tune retries it within attempt-1, or (when the actor's death reached it twice: seen 1 run in 10)
+    # gives up early and the driver runs it again as attempt-2; either way it finished ok, and said which.
+    again = [line for line in lines if "runs again" in line]
+    assert len(again) == len(list((run / "tune").glob("attempt-2"))), lines

@@ -17,7 +17,7 @@ from ray.tune.search import Searcher
 from ltrans.config import override
 from ltrans.errors import UserError
 from ltrans.presets import smoke
-from ltrans.sweep.pack_searcher import WORKER_FAILED, PackSearcher
+from ltrans.sweep.pack_searcher import PackSearcher
 from ltrans.sweep.packing import Rungs, pack_groups, run_pack
 from ltrans.sweep.results import Ledger
 from ltrans.sweep.searcher import open_study
@@ -161,10 +161,29 @@ def test_a_dead_pack_fails_its_unfinished_members_and_keeps_the_finished(tmp_pat
     numbers = [m["number"] for m in searcher.suggest("t0")["members"]]
     searcher.on_trial_result("t0", report([end(numbers[0], "ok", 0.5)], 0))
     searcher.on_trial_complete("t0", None, error=True)
+    assert searcher.worker_error("t0", exhausted=True, reason="Ray error after 2 retries: boom") == numbers[1:]
     ledger = Ledger(tmp_path).trials()
     assert ledger[numbers[0]]["status"] == "ok"
-    assert [ledger[n]["reason"] for n in numbers[1:]] == [WORKER_FAILED, WORKER_FAILED]
+    assert [ledger[n]["reason"] for n in numbers[1:]] == ["Ray error after 2 retries: boom"] * 2
     assert [states(study)[n] for n in numbers] == [TrialState.COMPLETE, TrialState.FAIL, TrialState.FAIL]
+
+
+def test_a_pack_tune_gave_up_on_early_packs_exactly_its_unfinished_members_again(tmp_path):
+    searcher, study = searcher_for(tmp_path, spec_of(tmp_path))
+    members = searcher.suggest("t0")["members"]
+    searcher.on_trial_result("t0", report([end(members[0]["number"], "ok", 0.5)], 0))
+    searcher.on_trial_complete("t0", None, error=True)
+    cut = [m["number"] for m in members[1:]]
+    assert searcher.worker_error("t0", exhausted=False, reason="unused") == cut
+    assert all(states(study)[n] == TrialState.RUNNING for n in cut) and set(Ledger(tmp_path).trials()) == \
+        {members[0]["number"]}
+    rest = searcher.suggest("t1")["members"]  # the held two leave room for three new members, not five
+    assert len(rest) == 3 and not {m["number"] for m in rest} & set(cut) and searcher.owed() == []
+    searcher.on_trial_complete("t1", report([end(m["number"], "ok", 0.5) for m in rest], 0, final=True))
+    assert searcher.suggest("t2") == Searcher.FINISHED and searcher.owed() == cut
+    again, _ = searcher_for(tmp_path, spec_of(tmp_path), attempt=2)  # the next attempt packs exactly them
+    rerun = again.suggest("t3")["members"]
+    assert [(m["number"], m["content_key"]) for m in rerun] == [(m["number"], m["content_key"]) for m in members[1:]]
 
 
 def test_an_interrupted_pack_leaves_its_members_running_and_a_resume_packs_exactly_them(tmp_path):

@@ -63,6 +63,8 @@ def test_each_outcome_is_told_as_itself_and_ledger_agrees(tmp_path):
     searcher.on_trial_complete("pruned", {"final": False, "step": 100, "loss_recon": 0.3, "transfer_mean": 0.99})
     searcher.on_trial_complete("failed", final(math.nan, "failed", "loss became nan at step 7"))
     searcher.on_trial_complete("crashed", None, error=True)
+    assert searcher.worker_error("crashed", exhausted=True, reason="Ray error after 2 retries: boom") \
+        == [numbers["crashed"]]
     told = states(study)
     assert told == {numbers["ok"]: TrialState.COMPLETE, numbers["pruned"]: TrialState.PRUNED,
                     numbers["failed"]: TrialState.FAIL, numbers["crashed"]: TrialState.FAIL}
@@ -72,6 +74,7 @@ def test_each_outcome_is_told_as_itself_and_ledger_agrees(tmp_path):
     assert {n: ledger[n]["status"] for n in ledger} == {
         numbers["ok"]: "ok", numbers["pruned"]: "pruned", numbers["failed"]: "failed", numbers["crashed"]: "failed"}
     assert ledger[numbers["failed"]]["reason"] == "loss became nan at step 7"
+    assert ledger[numbers["crashed"]]["reason"] == "Ray error after 2 retries: boom"
     assert "bridge step 100" in ledger[numbers["pruned"]]["reason"]
     assert searcher.suggest("more") == Searcher.FINISHED  # the budget of 4 is spent
 
@@ -134,16 +137,62 @@ def test_nsga2_tells_several_objectives(tmp_path):
     assert study.trials[number].values == [0.8, 12.5]
 
 
-@pytest.mark.parametrize("result, error, pruned_at, expected", [
-    (None, True, None, "failed"),
-    ({"final": True, "status": "ok"}, False, None, "ok"),
-    ({"final": True, "status": "ok"}, False, 50, "ok"),  # ASHA said stop on the final report: it finished
-    ({"final": False, "step": 50}, False, 50, "pruned"),
-    ({"final": False, "step": 50}, False, None, None),
+@pytest.mark.parametrize("result, pruned_at, expected", [
+    ({"final": True, "status": "ok"}, None, "ok"),
+    ({"final": True, "status": "failed"}, None, "failed"),
+    ({"final": True, "status": "ok"}, 50, "ok"),  # ASHA said stop on the final report: it finished
+    ({"final": False, "step": 50}, 50, "pruned"),
+    ({"final": False, "step": 50}, None, None),
+    (None, None, None),
 ])
-def test_classify(result, error, pruned_at, expected):
-    outcome = classify(result, error, pruned_at)
+def test_classify(result, pruned_at, expected):
+    outcome = classify(result, pruned_at)
     assert (outcome[0] if outcome else None) == expected
+
+
+class _ErroredTrial:
+    """What Progress reads of a Tune trial that ended in error (a stand-in to inject the fault)."""
+
+    def __init__(self, trial_id: str, number: int, failures: int, error_file) -> None:
+        self.trial_id, self.config = trial_id, {"number": number}
+        self.run_metadata = type("Meta", (), {"num_failures": failures})()
+        self.error_file = str(error_file)
+
+
+@pytest.mark.parametrize("failures, exhausted", [(1, False), (2, False), (3, True)])
+def test_a_trial_tune_gave_up_on_early_runs_again_and_one_out_of_retries_fails(tmp_path, failures, exhausted):
+    from ltrans.sweep.progress import Progress
+
+    spec = make_spec(tmp_path, max_failures=2)
+    searcher, study = searcher_for(tmp_path, spec)
+    lines = []
+    progress = Progress(spec, searcher, Ledger(tmp_path), tmp_path, lines.append)
+    first = searcher.suggest("t0")
+    (tmp_path / "error.txt").write_text("Failure # 1\nActorDiedError: its node was terminated\n")
+    searcher.on_trial_complete("t0", None, error=True)
+    progress.on_trial_error(0, [], _ErroredTrial("t0", first["number"], failures, tmp_path / "error.txt"))
+    ledger = Ledger(tmp_path).trials()
+    if exhausted:  # Tune spent max_failures retries: failed, with Ray's last error line as its reason
+        assert states(study)[first["number"]] == TrialState.FAIL and searcher.owed() == []
+        assert ledger[first["number"]]["reason"] == "Ray error after 2 retries: ActorDiedError: its node was terminated"
+        assert "1/4 finished" in lines[-1] and "failed 1" in lines[-1]
+        return
+    # retries left: told nothing, not in the ledger, held out of this attempt, owed once the rest is done
+    assert states(study)[first["number"]] == TrialState.RUNNING and ledger == {} and "runs again" in lines[-1]
+    assert searcher.remaining == 3 and searcher.owed() == []
+    for tid in ("t1", "t2", "t3"):
+        assert searcher.suggest(tid)["number"] != first["number"]
+        assert searcher.owed() == []  # a trial still running: not all done
+        searcher.on_trial_complete(tid, final(0.5))
+    assert searcher.suggest("t4") == Searcher.FINISHED and searcher.owed() == [first["number"]]
+    # the next attempt (a new searcher on the same study and ledger) runs exactly that trial again
+    again, _ = searcher_for(tmp_path, spec, attempt=2)
+    assert again.remaining == 1
+    rerun = again.suggest("t5")
+    assert (rerun["number"], rerun["content_key"], rerun["trial"]) == \
+        (first["number"], first["content_key"], first["trial"])
+    again.on_trial_complete("t5", final(0.6))
+    assert states(study)[first["number"]] == TrialState.COMPLETE and again.remaining == 0 and again.owed() == []
 
 
 def test_cmaes_samples_within_bounds_and_moves_towards_the_optimum(tmp_path):

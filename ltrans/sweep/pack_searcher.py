@@ -5,8 +5,9 @@ asks Optuna for up to K points, the first freely and the rest with the first one
 (Optuna's PartialFixedSampler over the sweep's sampler; not for a grid), so that a pack trains as one
 even when the search space has shapes in it; each member ends on its own through the events the pack reports
 (``trainable.bridge_pack``), is written to the ledger and told COMPLETE, PRUNED (in-pack ASHA) or FAIL
-as an unpacked trial would be. A pack whose worker kept dying fails its unfinished members; members of
-an interrupted pack stay RUNNING in Optuna and run again on resume. Rung values reported by packs are
+as an unpacked trial would be. A pack whose worker kept dying fails its unfinished members (one Tune
+gave up on early runs them again, as ``OptunaSearcher.worker_error`` says); members of an interrupted pack
+stay RUNNING in Optuna and run again on resume. Rung values reported by packs are
 handed to later packs, so in-pack ASHA judges each member against every member before it.
 """
 
@@ -27,7 +28,6 @@ from ltrans.sweep.spec import SweepSpec
 
 # Searched keys that decide whether two trials can share a pack (see packing.group_key).
 SHAPE_KEYS = frozenset({f"bridge.{name}" for name in PACK_FIELDS} | {"base", "method"})
-WORKER_FAILED = "the trial's Ray worker failed after all retries (see error.txt in its trial folder)"
 
 
 def pack_events(result: dict | None) -> list[dict]:
@@ -106,14 +106,15 @@ class PackSearcher(OptunaSearcher):
         if result and not error:
             self.on_trial_result(trial_id, result)
         final = bool(result and result.get("final"))
-        for number in self.packs.pop(trial_id, []):
-            live = self.live.pop(f"{trial_id}/{number}", None)
-            if live is None:
-                continue
-            if error or final:  # final without this member's row cannot happen; never leave it hanging
-                reason = WORKER_FAILED if error else "its pack ended without a row for it"
-                self._finish(number, trial_id, "failed", reason, {}, live.config, live.pair, live.seed,
-                             live.content_key, result or {})
+        unfinished = [live for number in self.packs.pop(trial_id, [])
+                      if (live := self.live.pop(f"{trial_id}/{number}", None)) is not None]
+        self.seen.pop(trial_id, None)
+        if error:  # Tune's word on the error follows at once (``Progress.on_trial_error``)
+            self.errored[trial_id] = unfinished
+            return
+        for live in unfinished:
+            if final:  # final without this member's row cannot happen; never leave it hanging
+                self._finish(live.number, trial_id, "failed", "its pack ended without a row for it", {},
+                             live.config, live.pair, live.seed, live.content_key, result or {})
             else:  # interrupted: stays RUNNING in Optuna; run it again if Tune asks for more
                 self.orphans.append(live)
-        self.seen.pop(trial_id, None)

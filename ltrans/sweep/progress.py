@@ -59,14 +59,19 @@ class Progress(tune.Callback):
             self._report(trial, trial.config.get("number"))
 
     def on_trial_error(self, iteration, trials, trial, **info) -> None:
-        numbers = [m["number"] for m in trial.config.get("members", [])] or [trial.config.get("number")]
-        for number in numbers:
-            entry = self.searcher.entries.get(number)
-            if entry is None or entry["tune_trial_id"] != trial.trial_id or number in self.closed:
-                continue  # not this trial's, or a pack member that had ended before the error
-            entry["reason"] = f"Ray error after {self.spec.max_failures} retries: {_error(trial)}"
-            self.ledger.record_reason(entry["number"], entry["reason"])
-            self._report(trial, number)
+        # Tune ends a trial in error after its last allowed retry, or earlier when its actor's death
+        # reaches it twice (searcher module docstring); the failure count tells which.
+        failures = trial.run_metadata.num_failures
+        exhausted = failures > self.spec.max_failures
+        reason = f"Ray error after {self.spec.max_failures} retries: {_error(trial)}"
+        numbers = self.searcher.worker_error(trial.trial_id, exhausted, reason)
+        if exhausted:
+            for number in numbers:
+                self._report(trial, number)
+        elif numbers:
+            self.echo(f"[{self.spec.name}] trial {', '.join(f'#{n}' for n in numbers)} lost its Ray worker and "
+                      f"Ray Tune gave up on it after {failures} failure(s), with {self.spec.max_failures} retries "
+                      "allowed: it runs again")
 
     def on_experiment_end(self, trials, **info) -> None:
         results.write_parquets(self.run)

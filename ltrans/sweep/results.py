@@ -45,10 +45,6 @@ class Ledger:
         assert entry["status"] in TERMINAL, entry
         self._append(TRIALS_LEDGER, [{"kind": "trial", **entry}], sync=True)
 
-    def record_reason(self, number: int, reason: str) -> None:
-        """A fuller failure reason found after the trial line was written (Ray's error text)."""
-        self._append(TRIALS_LEDGER, [{"kind": "reason", "number": number, "reason": reason}], sync=True)
-
     def record_curve(self, point: dict) -> None:
         self._append(CURVES_LEDGER, [point], sync=False)
 
@@ -58,7 +54,7 @@ class Ledger:
         for record in _read_lines(self.run / TRIALS_LEDGER):
             if record.get("kind") == "trial":
                 out.setdefault(record["number"], record)  # the first word on a trial is final
-            elif record.get("kind") == "reason" and record.get("number") in out:
+            elif record.get("kind") == "reason" and record.get("number") in out:  # older run folders' amendments
                 out[record["number"]]["reason"] = record["reason"]
         return dict(sorted(out.items()))
 

@@ -2,7 +2,8 @@
 
 A run folder holds ``sweep.yaml`` (resolved), ``state.json`` (code version, attempts),
 ``provenance.json``, ``optuna.db``, ``ledger/``, ``tune/attempt-N/`` (Ray Tune's standard layout, one
-experiment per start or resume), ``trials.parquet`` and ``curves.parquet``.
+experiment per start or resume, and one more for trials Ray Tune gave up on before their retries were
+spent: ``OptunaSearcher.worker_error``), ``trials.parquet`` and ``curves.parquet``.
 
 Resume is ours, not ``Tuner.restore``: every start is a fresh Tune experiment whose searcher skips what
 the ledger says is finished and re-runs, with the same parameters, the trials a killed driver left
@@ -90,7 +91,15 @@ def execute(run: Path, *, address: str | None = None, echo: Echo = print, cache_
         pairs = prepare(spec, cache_root, echo)
         started = init_ray(address)
         try:
-            _fit(run, spec, state, ledger, pairs, echo, local=started)
+            owed = _fit(run, spec, state, ledger, pairs, echo, local=started)
+            for _ in range(spec.max_failures):  # trials Tune gave up on early: a new attempt runs them
+                if not owed:
+                    break
+                state["attempts"] += 1
+                atomic_write_json(run / STATE, state)
+                echo(f"sweep {spec.name}: attempt {state['attempts']} runs trial "
+                     f"{', '.join(f'#{n}' for n in owed)} again (Ray Tune gave up on it early)")
+                owed = _fit(run, spec, state, ledger, pairs, echo, local=started)
         finally:
             if started:
                 import ray
@@ -143,7 +152,9 @@ def init_ray(address: str | None) -> bool:
 
 
 def _fit(run: Path, spec: SweepSpec, state: dict, ledger: results.Ledger, pairs: dict, echo: Echo,
-         local: bool) -> None:
+         local: bool) -> list[int]:
+    """One Tune experiment (``tune/attempt-N``) over the trials still owed; the numbers of those Tune gave
+    up on before their retries were spent (``OptunaSearcher.worker_error``), to run again."""
     import ray
     from ray import tune
 
@@ -156,7 +167,7 @@ def _fit(run: Path, spec: SweepSpec, state: dict, ledger: results.Ledger, pairs:
     study = open_study(spec, f"sqlite:///{run}/optuna.db")
     searcher, trainable, scheduler = _search(spec, study, ledger, state)
     if searcher.remaining == 0:
-        return
+        return []
     echo(f"sweep {spec.name}: {searcher.finished} of {spec.budget} trials finished, "
          f"{searcher.remaining} to run ({len(searcher.orphans)} interrupted ones again)"
          + (f", up to {spec.pack} per pack" if spec.pack > 1 else ""))
@@ -174,6 +185,7 @@ def _fit(run: Path, spec: SweepSpec, state: dict, ledger: results.Ledger, pairs:
             callbacks=[Progress(spec, searcher, ledger, run, echo)]),
     )
     tuner.fit()
+    return searcher.owed()
 
 
 def _search(spec: SweepSpec, study, ledger: results.Ledger, state: dict):

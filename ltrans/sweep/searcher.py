@@ -6,7 +6,11 @@ their partial-budget value, and its study lives in memory (DESIGN.md section 4).
 - a trial that reported its final row is told COMPLETE with its objective values (or FAIL when the
   row is ``failed`` or an objective is not finite);
 - a trial the ASHA scheduler stopped (``PruneNotes`` knows which) is told PRUNED;
-- a trial whose worker kept dying (Tune's ``error=True``) is told FAIL;
+- a trial whose worker kept dying is told FAIL once Tune has spent its ``max_failures`` retries on it;
+  one Tune gave up on earlier is run again by the driver in a new attempt (``worker_error``,
+  ``runner.execute``): when an actor's death reaches Ray Tune 2.60 twice (seen ~1 lost node in 10),
+  the first report requeues the trial and the second finds it PENDING, which
+  ``TuneController._process_trial_failure`` ends in error whatever retries are left;
 - a trial stopped for any other reason (Ctrl-C, driver shutdown) is told nothing: it stays RUNNING
   in the study and the next ``resume`` runs it again with the same parameters (``orphans``).
 
@@ -111,13 +115,15 @@ class OptunaSearcher(Searcher):
         self.pruned = pruned if pruned is not None else PruneNotes()
         self.live: dict[str, _Live] = {}
         self.orphans = collections.deque(reconcile(study, ledger, spec.objectives))
+        self.errored: dict[str, list[_Live]] = {}  # tune trial id -> its unfinished trials, awaiting worker_error
+        self.held: list[_Live] = []  # trials Tune gave up on early: the next attempt runs them again
         self.entries = ledger.trials()  # finished trials by number, kept in memory for the display
         self.finished = len(self.entries)
 
     @property
     def remaining(self) -> int:
-        """Trials still to start: the budget minus finished and running ones."""
-        return max(0, self.spec.budget - self.finished - len(self.live))
+        """Trials still to start: the budget minus finished, running and held ones."""
+        return max(0, self.spec.budget - self.finished - len(self.live) - len(self.held))
 
     def set_search_properties(self, metric, mode, config, **spec) -> bool:
         return True  # objectives come from the sweep file, not from Tune
@@ -167,7 +173,10 @@ class OptunaSearcher(Searcher):
         live = self.live.pop(trial_id, None)
         if live is None:
             return
-        outcome = classify(result, error, self.pruned.get(trial_id))
+        if error:  # Tune's word on the error follows at once (``Progress.on_trial_error``)
+            self.errored[trial_id] = [live]
+            return
+        outcome = classify(result, self.pruned.get(trial_id))
         if outcome is None:  # interrupted: stays RUNNING in Optuna; run it again if Tune asks for more
             self.orphans.append(live)
             return
@@ -175,6 +184,26 @@ class OptunaSearcher(Searcher):
         metrics = {k: v for k, v in (result or {}).items() if k not in _TUNE_KEYS and not k.startswith("config/")}
         self._finish(live.number, trial_id, status, reason, metrics, live.config, live.pair, live.seed,
                      live.content_key, result or {})
+
+    def worker_error(self, trial_id: str, exhausted: bool, reason: str) -> list[int]:
+        """Settle the trials of a Tune trial that ended in error; their numbers.
+
+        ``exhausted``: Tune spent every retry the sweep allows, so they fail with ``reason``. Otherwise
+        Tune gave up early (see the module docstring): they stay RUNNING in Optuna, held out of this
+        attempt (its Tune trial count is spent) for the next one, whose ``reconcile`` finds them.
+        """
+        lives = self.errored.pop(trial_id, [])
+        for live in lives:
+            if exhausted:
+                self._finish(live.number, trial_id, "failed", reason, {}, live.config, live.pair, live.seed,
+                             live.content_key)
+            else:
+                self.held.append(live)
+        return [live.number for live in lives]
+
+    def owed(self) -> list[int]:
+        """The held trials, when they are all this attempt left undone (not after a Ctrl-C)."""
+        return sorted(h.number for h in self.held) if self.remaining == 0 and not self.live else []
 
     def _finish(self, number: int, trial_id: str, status: str, reason: str, metrics: dict, config: dict,
                 pair: str, seed: int, key: str, result: dict | None = None) -> None:
@@ -201,10 +230,8 @@ class OptunaSearcher(Searcher):
         pass
 
 
-def classify(result: dict | None, error: bool, pruned_at: int | None) -> tuple[str, str] | None:
-    """(status, reason) of a trial Tune says is complete; None when it was interrupted, not finished."""
-    if error:
-        return "failed", "the trial's Ray worker failed after all retries (see error.txt in its trial folder)"
+def classify(result: dict | None, pruned_at: int | None) -> tuple[str, str] | None:
+    """(status, reason) of a trial Tune says is complete (not in error); None when it was interrupted."""
     if result and result.get("final"):
         return result.get("status", "failed"), result.get("reason", "")
     if pruned_at is not None:
