@@ -43,7 +43,7 @@ def train_and_write(ctx: click.Context, cfg, out: Path, device: str) -> dict:
     click.echo(f"preparing pair {cfg.pair} (base models, classifiers, latents; cached after the first run)")
     data = load_pair(cfg.pair, store=_store(ctx), preset=cfg.base, device=device, progress=True)
     click.echo(f"training {cfg.method} for {cfg.bridge.steps} steps ...")
-    row, translator = run_trial(cfg, data, device=device)
+    row, translator = run_trial(cfg, data, device=device, progress=True)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(out / "config.json", dataclasses.asdict(cfg))
     atomic_write_text(out / "row.json", row.to_json() + "\n")

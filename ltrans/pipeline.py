@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import sys
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -86,10 +87,11 @@ def load_pair(pair: str, *, store=None, preset: str = "full", device: str = "cpu
 
 
 def run_trial(cfg: TrialConfig, data: PairData, *, device: str = "cpu", on_eval=None,
-              should_stop=None) -> tuple[MetricsRow, Any]:
+              should_stop=None, progress: bool = False) -> tuple[MetricsRow, Any]:
     """Train (or fit) one translator and evaluate it. Returns the row and the trained translator.
 
     A diverging trial (NaN/inf) returns a row with status "failed" and its reason; it never raises.
+    ``progress``: a bar while the bridge trains and a line on stderr when the evaluation starts.
     """
     if cfg.pair != data.pair:
         raise ValueError(f"config is for pair {cfg.pair!r} but the data is for {data.pair!r}")
@@ -97,7 +99,10 @@ def run_trial(cfg: TrialConfig, data: PairData, *, device: str = "cpu", on_eval=
     if cfg.method == "procrustes":
         return _run_procrustes(cfg, data, resolved)
     result = train_bridge(cfg.bridge, data.a.latents.train, data.b.latents.train, seed=cfg.seed,
-                          device=device, on_eval=on_eval, should_stop=should_stop)
+                          device=device, on_eval=on_eval, should_stop=should_stop, progress=progress)
+    if progress and result.status == "ok":
+        print(f"trained in {result.wall_s:.0f} s; evaluating on held-out latents (transfer, FID, interpolation) ...",
+              file=sys.stderr, flush=True)
     return bridge_row(cfg, data, result), result
 
 

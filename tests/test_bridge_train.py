@@ -38,6 +38,19 @@ def test_same_seed_gives_identical_training():
     assert all(torch.equal(p, q) for p, q in zip(one.model.parameters(), two.model.parameters()))
 
 
+def test_the_progress_bar_counts_every_step_and_changes_nothing(capsys):
+    pair = toy_pair(n_per_class=20, dim=5, rotation_seed=0, noise=0.3, seed=0, posterior_std=0.1)
+    quiet = train_bridge(TINY, pair.latents_a, pair.latents_b, seed=3)
+    capsys.readouterr()
+    shown = train_bridge(TINY, pair.latents_a, pair.latents_b, seed=3, progress=True)
+    err = capsys.readouterr().err
+    assert quiet.losses == shown.losses
+    assert all(torch.equal(p, q) for p, q in zip(quiet.model.parameters(), shown.model.parameters()))
+    assert "bridge" in err and f"{TINY.steps}/{TINY.steps}" in err and "total=" in err
+    train_bridge(TINY, pair.latents_a, pair.latents_b, seed=3)
+    assert capsys.readouterr().err == ""  # off by default: sweeps and tests print nothing
+
+
 def test_callbacks_see_each_eval_point_and_can_stop():
     pair = toy_pair(n_per_class=20, dim=5, rotation_seed=0, noise=0.3, seed=0)
     seen: list[int] = []

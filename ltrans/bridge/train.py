@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor
+from tqdm import tqdm
 
 from ltrans.bridge.config import BridgeConfig
 from ltrans.bridge.losses import BridgeBatch, bridge_loss
@@ -205,14 +206,25 @@ def _non_finite(latents_a: Latents, latents_b: Latents) -> str:
 
 def train_bridge(cfg: BridgeConfig, latents_a: Latents, latents_b: Latents, *, seed: int,
                  device: str = "cpu", on_eval: Callable[[int, Metrics], None] | None = None,
-                 should_stop: Callable[[int, Metrics], bool] | None = None) -> BridgeResult:
+                 should_stop: Callable[[int, Metrics], bool] | None = None, progress: bool = False) -> BridgeResult:
     """Train a bridge between two domains' latents.
 
     Args:
         on_eval: called as on_eval(step, metrics) every ``cfg.eval_every`` steps and at the end, with
             the mean training-loss parts over the window, ``step`` and ``wall_s``.
         should_stop: called after on_eval; True ends training with status "stopped" (early stopping).
+        progress: a progress bar on stderr (steps, time left, the loss at each eval point).
     """
+    bar = tqdm(total=cfg.steps, disable=not progress, desc="bridge", leave=False, dynamic_ncols=True)
+    try:
+        return _train(cfg, latents_a, latents_b, seed, device, on_eval, should_stop, bar)
+    finally:
+        bar.close()
+
+
+def _train(cfg: BridgeConfig, latents_a: Latents, latents_b: Latents, seed: int, device: str,
+           on_eval: Callable[[int, Metrics], None] | None, should_stop: Callable[[int, Metrics], bool] | None,
+           bar: tqdm) -> BridgeResult:
     start = time.perf_counter()
     gen = torch.Generator().manual_seed(seed)
     model = Bridge(latents_a.dim, latents_b.dim, cfg, generator=gen).to(device)
@@ -234,8 +246,10 @@ def train_bridge(cfg: BridgeConfig, latents_a: Latents, latents_b: Latents, *, s
         loss.backward()
         opt.step()
         run.add(parts)
+        bar.update()
         if step % cfg.eval_every == 0 or step == cfg.steps:
             metrics = run.point(step)
+            bar.set_postfix({k: f"{v:.3g}" for k, v in metrics.items() if k not in ("step", "wall_s")})
             if on_eval is not None:
                 on_eval(step, metrics)
             if should_stop is not None and should_stop(step, metrics):
