@@ -170,6 +170,7 @@ def test_a_trial_tune_gave_up_on_early_runs_again_and_one_out_of_retries_fails(t
     first = searcher.suggest("t0")
     (tmp_path / "error.txt").write_text("Failure # 1\nActorDiedError: its node was terminated\n")
     searcher.on_trial_complete("t0", None, error=True)
+    assert searcher.remaining == 3  # awaiting Tune's word, it still holds its place in the budget
     progress.on_trial_error(0, [], _ErroredTrial("t0", first["number"], failures, tmp_path / "error.txt"))
     ledger = Ledger(tmp_path).trials()
     if exhausted:  # Tune spent max_failures retries: failed, with Ray's last error line as its reason

@@ -122,8 +122,9 @@ class OptunaSearcher(Searcher):
 
     @property
     def remaining(self) -> int:
-        """Trials still to start: the budget minus finished, running and held ones."""
-        return max(0, self.spec.budget - self.finished - len(self.live) - len(self.held))
+        """Trials still to start: the budget minus finished, running, errored and held ones."""
+        errored = sum(len(lives) for lives in self.errored.values())
+        return max(0, self.spec.budget - self.finished - len(self.live) - errored - len(self.held))
 
     def set_search_properties(self, metric, mode, config, **spec) -> bool:
         return True  # objectives come from the sweep file, not from Tune
