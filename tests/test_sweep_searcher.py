@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from types import SimpleNamespace
 
 import optuna
 import pytest
@@ -150,13 +151,10 @@ def test_classify(result, pruned_at, expected):
     assert (outcome[0] if outcome else None) == expected
 
 
-class _ErroredTrial:
+def _errored_trial(trial_id: str, number: int, failures: int, error_file) -> SimpleNamespace:
     """What Progress reads of a Tune trial that ended in error (a stand-in to inject the fault)."""
-
-    def __init__(self, trial_id: str, number: int, failures: int, error_file) -> None:
-        self.trial_id, self.config = trial_id, {"number": number}
-        self.run_metadata = type("Meta", (), {"num_failures": failures})()
-        self.error_file = str(error_file)
+    return SimpleNamespace(trial_id=trial_id, config={"number": number}, error_file=str(error_file),
+                           run_metadata=SimpleNamespace(num_failures=failures))
 
 
 @pytest.mark.parametrize("failures, exhausted", [(1, False), (2, False), (3, True)])
@@ -171,7 +169,7 @@ def test_a_trial_tune_gave_up_on_early_runs_again_and_one_out_of_retries_fails(t
     (tmp_path / "error.txt").write_text("Failure # 1\nActorDiedError: its node was terminated\n")
     searcher.on_trial_complete("t0", None, error=True)
     assert searcher.remaining == 3  # awaiting Tune's word, it still holds its place in the budget
-    progress.on_trial_error(0, [], _ErroredTrial("t0", first["number"], failures, tmp_path / "error.txt"))
+    progress.on_trial_error(0, [], _errored_trial("t0", first["number"], failures, tmp_path / "error.txt"))
     ledger = Ledger(tmp_path).trials()
     if exhausted:  # Tune spent max_failures retries: failed, with Ray's last error line as its reason
         assert states(study)[first["number"]] == TrialState.FAIL and searcher.owed() == []
