@@ -199,3 +199,18 @@ def test_unusable_folders_raise_a_user_error_naming_the_dir(tmp_path, layout):
         spoken.load_speech_commands(root, seed=0)
     with pytest.raises(UserError):
         DATASETS["spoken_digits"].load(LoadRequest(data_dir=root, seed=0, store=None))
+
+
+def test_without_espeak_only_synthesis_fails_and_says_what_to_install(monkeypatch):
+    # A machine without espeakng-loader (a GPU box running the image domains) still imports ltrans.data;
+    # asking for a synthesised clip then names the package to install (fault injected: import fails).
+    import sys
+
+    def missing(name):
+        raise spoken.PackageNotFoundError(name)
+
+    monkeypatch.setattr(spoken, "version", missing)
+    assert spoken.espeak_version() == "not installed"
+    monkeypatch.setitem(sys.modules, "espeakng_loader", None)
+    with pytest.raises(UserError, match="pip install espeakng-loader"):
+        synthesize("three", "en-us", 150, 50, seed=0)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import _ctypes
 import ctypes
 import threading
-from importlib.metadata import version
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 import numpy as np
@@ -43,7 +43,11 @@ _LOCK = threading.Lock()  # libespeak-ng keeps global state: one synthesis at a 
 
 
 def espeak_version() -> str:
-    return version("espeakng-loader")
+    """The installed espeakng-loader's version, or "not installed" (the other domains work without it)."""
+    try:
+        return version("espeakng-loader")
+    except PackageNotFoundError:
+        return "not installed"
 
 
 class _Espeak:
@@ -51,7 +55,12 @@ class _Espeak:
     lengths drift even with a fixed random seed), so each clip gets its own load, unloaded by close()."""
 
     def __init__(self) -> None:
-        import espeakng_loader
+        try:
+            import espeakng_loader
+        except ImportError as e:
+            raise UserError("the embedded spoken_digits are synthesised with eSpeak NG, whose package is "
+                            "not installed: pip install espeakng-loader==0.2.4 (or give --data-dir with "
+                            "SC09 / Speech Commands wav folders)") from e
 
         self._lib = ctypes.CDLL(espeakng_loader.get_library_path())
         self._lib.espeak_Initialize.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_char_p, ctypes.c_int]
