@@ -8,10 +8,11 @@ The matmul rate is measured in the same run (2048 x 2048 fp32 matmuls, before an
 best of them is the yardstick, as neighbours on a shared machine move it). Then packs of K bridges train
 on synthetic 100-d latents (the toy pair, 5,000 rows a side, like the embedded MNIST): the paper's
 bridge (4x512 MLPs, batch 512 a domain, 8-d code; DESIGN.md section 1) and the smoke preset's (2x64,
-batch 128), plus the unpacked ``train_bridge`` of each for reference. FLOPs are torch's FlopCounterMode
-count of one training step (matmuls forward and backward, the SWD projections); sorts, elementwise ops
-and Adam are not counted, so the figure is the usual model FLOP/s and its share of the matmul rate a
-utilisation.
+batch 128), plus the unpacked ``train_bridge`` of each for reference; on cuda the packs go up to 64
+paper and 256 smoke bridges, as one small MLP leaves a GPU idle. Each case is printed as it is
+measured. FLOPs are torch's FlopCounterMode count of one training step (matmuls forward and backward,
+the SWD projections); sorts, elementwise ops and Adam are not counted, so the figure is the usual model
+FLOP/s and its share of the matmul rate a utilisation.
 """
 
 from __future__ import annotations
@@ -34,6 +35,11 @@ from ltrans.bridge.train import train_bridge
 PAPER = BridgeConfig()  # 4x512, batch 512, shared dim 8: the MNIST <-> MNIST setting
 SMOKE = dataclasses.replace(PAPER, n_layers=2, width=64, batch_size=128, n_projections=32)
 CASES = [("paper", PAPER, (1, 4, 8), 30), ("smoke", SMOKE, (1, 16, 64), 60)]  # name, bridge, packs, steps
+# A GPU sits idle under one small MLP: there the packs go wider. Not wider still: each member draws its
+# own batch from its own generator every step (what makes it equal its unpacked run), so a step costs
+# O(K) small launches and building a pack O(K) bridges: packs of 256 paper and 2,048 smoke members did
+# not finish within 200 s on an H200.
+CUDA_CASES = [("paper", PAPER, (1, 8, 64), 30), ("smoke", SMOKE, (1, 64, 256), 60)]
 QUICK = [("paper/4", dataclasses.replace(PAPER, width=128, batch_size=128), (1, 4), 5),
          ("smoke", SMOKE, (1, 8), 5)]
 
@@ -80,10 +86,14 @@ def main(argv: list[str] | None = None) -> dict:
     lat = (pair.latents_a, pair.latents_b)
     rate = lambda: matmul_rate(device, n=1024 if args.quick else 2048, seconds=0.5 if args.quick else 2.0)
     rates, rows = [rate()], []
-    for name, cfg, packs, steps in QUICK if args.quick else CASES:
+    cases = QUICK if args.quick else CUDA_CASES if device.startswith("cuda") else CASES
+    for name, cfg, packs, steps in cases:
         per_member = flops_per_step(cfg, 1, lat, device)
         runs = [("unpacked", 1, timed_unpacked(cfg, steps, lat, device))]
-        runs += [("packed", k, timed_pack(cfg, k, steps, lat, device)) for k in packs]
+        print(f"{name}: unpacked {1e3 * runs[0][2]:.1f} ms/step", flush=True)
+        for k in packs:
+            runs.append(("packed", k, timed_pack(cfg, k, steps, lat, device)))
+            print(f"{name}: pack of {k} {1e3 * runs[-1][2]:.1f} ms/step", flush=True)
         for how, k, seconds in runs:
             flops = per_member * k if how == "unpacked" else flops_per_step(cfg, k, lat, device)
             rows.append({"bridge": name, "how": how, "K": k, "width": cfg.width, "batch": cfg.batch_size,

@@ -3,6 +3,7 @@
 #
 #   bash benchmarks/gpu.sh              # from anywhere, with the project's environment active
 #   QUICK=1 bash benchmarks/gpu.sh      # every benchmark with --quick
+#   STEP_LIMIT=120 bash benchmarks/gpu.sh   # stop any one step after 120 s (default 300) and go on
 #
 # Writes out/bench/gpu/{efficiency,sweep_throughput,bridge_vs_base}.json, a run folder of the packed sweep
 # and gpu.log (everything printed), and prints each benchmark's table. Exits 2 when torch sees no CUDA
@@ -23,7 +24,15 @@ fi
 "$PY" -c "import torch; print(torch.cuda.get_device_name(0), 'torch', torch.__version__)"
 nvidia-smi --query-gpu=name,memory.total,utilization.gpu --format=csv || true
 
-step() { echo; echo "== $* =="; local start=$SECONDS; "$@"; echo "== $(( SECONDS - start )) s =="; }
+# Each step is stopped after STEP_LIMIT seconds (a hang, or a GPU Ray does not see, must not eat a lease)
+# and the next one runs; the script's status is the first failing step's.
+STATUS=0
+step() {
+  echo; echo "== $* =="; local start=$SECONDS rc=0
+  timeout -k 15 "${STEP_LIMIT:-300}" "$@" || rc=$?
+  echo "== $(( SECONDS - start )) s, exit $rc =="
+  [ "$rc" = 0 ] || [ "$STATUS" != 0 ] || STATUS=$rc
+}
 
 step "$PY" benchmarks/efficiency.py --device cuda $QUICK_FLAG --json "$OUT/efficiency.json"
 step "$PY" benchmarks/sweep_throughput.py --device cuda $QUICK_FLAG --json "$OUT/sweep_throughput.json"
@@ -51,5 +60,6 @@ max_concurrent: 4
 YAML
 rm -rf "$OUT/packed_gpu-run"
 step "$PY" -m ltrans sweep run "$OUT/packed_gpu.yaml" --out "$OUT/packed_gpu-run"
-"$PY" -m ltrans sweep status "$OUT/packed_gpu-run"
+step "$PY" -m ltrans sweep status "$OUT/packed_gpu-run"
 echo; echo "tables above; JSON and the sweep's run folder in $OUT"
+exit $STATUS
