@@ -10,7 +10,8 @@ the one path (``run_trial``: 200 held-out examples a direction), as
       points, a function trainable calling run_trial, one trial per worker process (reuse_actors=False);
   (b) the same with ``reuse_actors=True``;
   (c) our sweep, ``ltrans sweep run`` on the same grid (our Optuna searcher, ledger, sqlite study);
-  (d) our sweep with ``pack: K`` (K = configurations / concurrent trials: one pack per core).
+  (d) our sweep with ``pack: K`` (K = configurations / concurrent trials: one pack per core; at least 2,
+      so that (d) packs even where there are as many cores as configurations).
 Every variant runs as many trials at once as there are cores and ships the prepared pair to its workers
 through Ray's object store. Wall time covers what a user waits for: loading the cached pair, starting
 Ray, the sweep, stopping Ray. Accuracies are compared configuration by configuration with (a).
@@ -42,6 +43,11 @@ ACCURACY = ("transfer_a_to_b", "transfer_b_to_a")
 
 def points(grid: dict[str, list]) -> list[dict]:
     return [dict(zip(grid, values)) for values in itertools.product(*grid.values())]
+
+
+def pack_size(n: int, concurrency: int) -> int:
+    """(d)'s K: one pack per concurrent trial, but at least 2 members, so that (d) always packs."""
+    return min(n, max(2, math.ceil(n / concurrency)))
 
 
 def key(point: dict) -> tuple:
@@ -136,7 +142,7 @@ def main(argv: list[str] | None = None) -> dict:
     n = len(points(grid))
     concurrency = args.concurrency or min(os.cpu_count() or 1, 8)
     os.environ.setdefault("LTRANS_RAY_CPUS", str(concurrency))
-    pack = math.ceil(n / concurrency)
+    pack = pack_size(n, concurrency)
     prep = time.perf_counter()
     from ltrans.pipeline import load_pair
 

@@ -86,3 +86,17 @@ def test_sweep_throughput_runs_the_four_variants_on_the_same_configs(tmp_path):
     # Same configurations, seeds and steps: every variant finds (a)'s accuracies for every configuration.
     for name, agreement in data["agreement"].items():
         assert agreement["compared"] == 4 and agreement["max_abs_diff"] <= 0.01, name
+
+
+def test_sweep_throughput_always_packs_and_never_exceeds_the_concurrent_trials():
+    # (d) is the packed variant: on a machine with as many cores as configurations (a GPU box running
+    # --quick: 4 configurations, 8 at a time) a pack of 1 would make it (c) again.
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from sweep_throughput import pack_size
+
+    for n in (2, 4, 64):
+        for concurrency in (1, 2, 3, 8, 16):
+            k = pack_size(n, concurrency)
+            assert 2 <= k <= n  # always packs, never more members than configurations
+            assert math.ceil(n / k) <= concurrency  # no more packs than trials run at once
+    assert pack_size(64, 2) == 32 and pack_size(4, 8) == 2
