@@ -171,7 +171,7 @@ def bridge_ablate(ctx: click.Context, pair: str, preset: str, studies: tuple[str
     out.mkdir(parents=True, exist_ok=True)
     click.echo(f"{'study':<11} {'variant':<22} {'A->B':>6} {'B->A':>6} {'fid A->B':>9} {'train s':>8}")
     for study, name, cfg in variants(base, studies or tuple(STUDIES)):
-        row, _ = run_trial(cfg, data, device=device)
+        row, _ = run_trial(cfg, data, device=device, progress=True)  # a bar on stderr while it trains
         flat = {"study": study, "variant": name, **row.flat()}
         with open(out / "rows.jsonl", "a") as f:  # one complete line per trial: nothing half-written
             f.write(json.dumps(flat, sort_keys=True) + "\n")
