@@ -88,10 +88,10 @@ def test_sweep_throughput_runs_the_four_variants_on_the_same_configs(tmp_path):
         assert agreement["compared"] == 4 and agreement["max_abs_diff"] <= 0.01, name
 
 
-def test_sweep_throughput_always_packs_and_never_exceeds_the_concurrent_trials():
+def test_sweep_throughput_always_packs_and_never_exceeds_the_concurrent_trials(monkeypatch):
     # (d) is the packed variant: on a machine with as many cores as configurations (a GPU box running
     # --quick: 4 configurations, 8 at a time) a pack of 1 would make it (c) again.
-    sys.path.insert(0, str(ROOT / "benchmarks"))
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
     from sweep_throughput import pack_size
 
     for n in (2, 4, 64):
