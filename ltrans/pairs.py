@@ -5,7 +5,7 @@ data: the paper's 20k-50k steps at batch 512 are ~170-430 passes over 60k exampl
 have 4,000-8,000 training latents, and the bridges converge in far fewer steps (measured in the
 issue-4 closing note), so each pair's ``paper`` setting keeps the authors' values and sets ``steps``.
 mnist_spoken's GAN side has the paper's size (16,000 latents): there a 4x512 bridge still gains from
-4,000 to 8,000 steps (0.834 -> 0.869 A->B, 0.800 -> 0.812 B->A) and no more by 16,000 (README).
+4,000 to 8,000 steps (0.834 -> 0.869 A->B, 0.800 -> 0.812 B->A) and no more by 16,000 or 24,000 (README).
 """
 
 from __future__ import annotations
