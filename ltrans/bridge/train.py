@@ -23,6 +23,7 @@ from ltrans.bridge.config import BridgeConfig
 from ltrans.bridge.losses import BridgeBatch, bridge_loss
 from ltrans.bridge.model import Bridge
 from ltrans.latents import Latents
+from ltrans.progress import progress_bar
 
 Metrics = dict[str, float]
 
@@ -215,7 +216,7 @@ def train_bridge(cfg: BridgeConfig, latents_a: Latents, latents_b: Latents, *, s
         should_stop: called after on_eval; True ends training with status "stopped" (early stopping).
         progress: a progress bar on stderr (steps, time left, the loss at each eval point).
     """
-    bar = tqdm(total=cfg.steps, disable=not progress, desc="bridge", leave=False, dynamic_ncols=True)
+    bar = progress_bar(cfg.steps, progress, "bridge")
     try:
         return _train(cfg, latents_a, latents_b, seed, device, on_eval, should_stop, bar)
     finally:

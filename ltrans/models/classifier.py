@@ -20,10 +20,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm import tqdm
 
 from ltrans.data.base import Examples, Split
 from ltrans.models.base import CLASSIFIERS, ClassifierSpec
+from ltrans.progress import progress_bar
 
 
 # ---------------------------------------------------------------- helpers shared by the image families
@@ -72,10 +72,6 @@ def random_affine(
     theta = torch.stack([torch.stack([cos, -sin, tx], 1), torch.stack([sin, cos, ty], 1)], 1)
     grid = F.affine_grid(theta, (n, 1, *x.shape[1:]), align_corners=False)
     return F.grid_sample(x[:, None], grid, align_corners=False, padding_mode="zeros")[:, 0]
-
-
-def progress_bar(total: int, enabled: bool, desc: str) -> tqdm:
-    return tqdm(total=total, disable=not enabled, desc=desc, leave=False, dynamic_ncols=True)
 
 
 # ---------------------------------------------------------------- the classifier

@@ -33,8 +33,9 @@ from torch import nn
 
 from ltrans.data.base import Split
 from ltrans.models.base import BASE_MODELS, BaseSpec
-from ltrans.models.classifier import build_seeded, progress_bar
+from ltrans.models.classifier import build_seeded
 from ltrans.models.space import to_model_space
+from ltrans.progress import progress_bar
 
 
 def up_stack(latent_dim: int, width: int, batch_norm: bool) -> nn.Sequential:

@@ -28,10 +28,10 @@ from ltrans.models.classifier import (
     build_seeded,
     optimizer_step,
     predict_logits,
-    progress_bar,
 )
 from ltrans.models.space import to_model_space
 from ltrans.models.specgan import down_stack, time_shift, up_stack
+from ltrans.progress import progress_bar
 
 DOMAIN = "spoken_digits"
 

@@ -21,7 +21,8 @@ from torch import nn
 
 from ltrans.data.base import Split
 from ltrans.models.base import BASE_MODELS, BaseSpec
-from ltrans.models.classifier import as_images, batch_indices, build_seeded, progress_bar
+from ltrans.models.classifier import as_images, batch_indices, build_seeded
+from ltrans.progress import progress_bar
 
 _PIXELS = 28 * 28
 
