@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -204,8 +205,6 @@ def test_unusable_folders_raise_a_user_error_naming_the_dir(tmp_path, layout):
 def test_without_espeak_only_synthesis_fails_and_says_what_to_install(monkeypatch):
     # A machine without espeakng-loader (a GPU box running the image domains) still imports ltrans.data;
     # asking for a synthesised clip then names the package to install (fault injected: import fails).
-    import sys
-
     def missing(name):
         raise spoken.PackageNotFoundError(name)
 
