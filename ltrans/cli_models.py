@@ -190,8 +190,10 @@ def _quality(record: dict | None, store=None) -> str:
         return f"test acc {info['test_accuracy']:.4g}"
     q = stored_quality(record, store) if store is not None else None
     if "test_recon_mse" in info:
-        cond = f"; class-conditional samples {q['class_conditional']['confident_accuracy']:.1%} recognised" \
-            if q and "class_conditional" in q else ""
+        if q and "class_conditional" in q:
+            cond = f"; class-conditional samples {q['class_conditional']['confident_accuracy']:.1%} recognised"
+        else:
+            cond = "; samples: run `ltrans base sample`" if store is not None else ""
         return f"test recon mse {info['test_recon_mse']:.4g}{cond}"
     if store is not None and record.get("kind") == "gan":
         return f"confident samples {q['confident_fraction']:.1%}" if q else "run `ltrans base sample`"

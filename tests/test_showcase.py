@@ -14,6 +14,7 @@ from PIL import Image
 from ltrans import render
 from ltrans.cli import cli
 from ltrans.cli_bridge import train_and_write
+from ltrans.cli_models import _quality
 from ltrans.config import override
 from ltrans.data.audio import N_SAMPLES, read_wav
 from ltrans.errors import UserError
@@ -147,6 +148,10 @@ def test_base_sample_of_a_vae_adds_class_conditional_draws(store, tmp_path):
     row = next(r for r in json.loads(listing.output) if r["name"] == "mnist_vae")
     stored = sample_quality("mnist_vae", store=store, preset="tiny")["class_conditional"]
     assert row["quality"].endswith(f"class-conditional samples {stored['confident_accuracy']:.1%} recognised")
+    # A model trained outside the CLI (no sample figures stored yet) says how to get them.
+    unsampled = {**zoo.is_trained("mnist_vae", store=store, preset="tiny"), "key": "never-sampled"}
+    assert _quality(unsampled, store) == f"test recon mse {unsampled['info']['test_recon_mse']:.4g}" \
+        "; samples: run `ltrans base sample`"
 
 
 @pytest.fixture(scope="module")
