@@ -87,7 +87,8 @@ def encoding(spec, module, preset: str, store, device: str) -> tuple[float, floa
     selection = GAN_SELECTION[preset]
     start = time.perf_counter()
     draws = gan_selection(module, clf, n_samples=selection.samples, keep_per_class=selection.keep, seed=0,
-                          min_confidence=selection.min_confidence, max_samples=selection.max_samples)
+                          min_confidence=selection.min_confidence, max_samples=selection.max_samples,
+                          candidates_per_class=selection.candidates)
     seconds = time.perf_counter() - start
     z = torch.randn(64, spec.latent_dim, device=device)
     with torch.no_grad():

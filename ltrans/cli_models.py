@@ -221,5 +221,6 @@ def latents_build(ctx: click.Context, name: str, base_preset: str, device: str) 
     r = split.record
     drawn = (f"; kept from {r['prior_draws']:,} prior draws, confident per class {r['confident_per_class']}"
              if "prior_draws" in r else "")
+    drawn += f", argmax per class {r['argmax_per_class']}" if "argmax_per_class" in r else ""
     click.echo(f"latents {name}: {r['n_train']} train / {r['n_test']} test, dim {r['latent_dim']}, "
                f"key {r['key'][:12]}{drawn}")

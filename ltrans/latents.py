@@ -54,14 +54,16 @@ class LatentSplit:
 @dataclass(frozen=True)
 class GanSelection:
     """How GAN latents are chosen: rounds of ``samples`` prior draws (at most ``max_samples`` in all)
-    until every class has ``keep`` samples at ``min_confidence``; the ``keep`` most confident per class
-    are kept, ``test`` of them per class held out."""
+    until every class has ``keep`` samples at ``min_confidence`` and is the classifier's argmax for at
+    least ``candidates`` draws; the ``keep`` most confident per class are kept, ``test`` of them per
+    class held out."""
 
     samples: int
     keep: int
     test: int
     min_confidence: float
     max_samples: int
+    candidates: int = 0
 
 
 # The paper keeps the 1,700 most confident of >= 7,000 prior samples per class (~24%), and so do we:
@@ -70,11 +72,14 @@ class GanSelection:
 # the class of a kept mnist_gan latent is predicted for 73% / 79% / 83% with 400 / 1,000 / 1,900 training
 # latents per class, spoken_specgan 69% / 80% / 84% (400 / 1,000 / 1,700); the paper-preset
 # mnist_vae <-> mnist_gan bridge went from 0.783 / 0.530 with 500 kept per class to 0.937 / 0.757 with
-# 1,700. Rounds of 20,000 draws until every class has 1,700 at softmax >= 0.9 (mnist_gan: 60,000 draws;
-# spoken_specgan's rarest digit, "eight", is ~0.9% of its draws: ~200,000, about 10 minutes on one CPU
-# thread), at most 400,000; 100 per class held out for evaluation. "tiny" base models (tests) keep few,
-# with no threshold.
-GAN_SELECTION = {"full": GanSelection(20_000, 1_700, 100, 0.9, 400_000),
+# 1,700. Rounds of 20,000 draws until every class has 1,700 at softmax >= 0.9 and is the argmax of
+# >= 7,000 draws, at most 400,000; 100 per class held out for evaluation. mnist_gan: 140,000 draws
+# (~2 minutes on one CPU thread; its rarest argmax class, "four", needs them: with the 60,000 that gave
+# every class 1,700 confident draws it kept 1,700 of 2,204 fours, and the paper-preset mnist_vae_gan
+# bridge then reached 0.937 / 0.757 against 0.948 / 0.824 with the 140,000). spoken_specgan: 200,000
+# (~10 minutes; its rarest digit, "eight", is 0.9% of its draws at >= 0.9 and ~4% by argmax, so the
+# 1,700 confident eights decide). "tiny" base models (tests) keep few, with no threshold.
+GAN_SELECTION = {"full": GanSelection(20_000, 1_700, 100, 0.9, 400_000, candidates=7_000),
                  "tiny": GanSelection(2_000, 20, 5, 0.0, 2_000)}
 GAN_MIN_CONFIDENCE = GAN_SELECTION["full"].min_confidence
 LATENTS_FORMAT = 2  # 2: GAN classes filled by their own probability (tiny preset)
@@ -98,12 +103,14 @@ def vae_latents(module, x: torch.Tensor, y: torch.Tensor) -> Latents:
 
 @dataclass(frozen=True)
 class GanDraws:
-    """What a GAN selection kept (``latents``), how many prior samples it drew, and how many of them were
-    confidently each class (the figures a latent dataset's record keeps)."""
+    """What a GAN selection kept (``latents``), how many prior samples it drew, how many of them were
+    confidently each class and how many had each class as their argmax (the figures a latent dataset's
+    record keeps)."""
 
     latents: Latents
     drawn: int
     confident_per_class: list[int]
+    argmax_per_class: list[int]
 
 
 def gan_latents(generator_module, clf, **kwargs) -> Latents:
@@ -113,12 +120,14 @@ def gan_latents(generator_module, clf, **kwargs) -> Latents:
 
 def gan_selection(generator_module, clf, *, n_samples: int, keep_per_class: int, seed: int,
                   min_confidence: float = GAN_MIN_CONFIDENCE, n_classes: int = 10, batch: int = 1000,
-                  max_samples: int | None = None) -> GanDraws:
+                  max_samples: int | None = None, candidates_per_class: int = 0) -> GanDraws:
     """Prior samples decoded and classified; per class, the ``keep_per_class`` draws the classifier
     gives that class the highest probability, among those where it is >= ``min_confidence``.
 
     Draws rounds of ``n_samples`` (one seeded stream) until every class has ``keep_per_class`` such
-    draws or ``max_samples`` (default: one round) have been drawn. Raises UserError when a class is still
+    draws and is the classifier's argmax for at least ``candidates_per_class`` draws (so that the kept
+    draws are a class's most confident share, not all it has: the paper keeps 1,700 of >= 7,000), or
+    ``max_samples`` (default: one round) have been drawn. Raises UserError when a class is still
     short then (the GAN does not cover it well enough to give balanced latents). With ``min_confidence``
     >= 0.5 a draw qualifies for one class only, its argmax, so the kept draws are each class's most
     confident ones. Below 0.5 (the tiny preset's 0: a GAN trained for seconds may never make some class
@@ -138,10 +147,19 @@ def gan_selection(generator_module, clf, *, n_samples: int, keep_per_class: int,
                 probs.append(torch.softmax(clf(generator_module.decode(chunk.to(device))), dim=1).float().cpu())
         zs.append(z)
         drawn += len(z)
-        sure = (torch.cat(probs) >= min_confidence).sum(0)  # (n_classes,) draws that qualify for each class
-        if int(sure.min()) >= keep_per_class or drawn >= max_samples:
+        p = torch.cat(probs)
+        sure = (p >= min_confidence).sum(0)  # (n_classes,) draws that qualify for each class
+        argmax = torch.bincount(p.argmax(1), minlength=n_classes)  # (n_classes,) draws it is the argmax of
+        enough = int(sure.min()) >= keep_per_class and int(argmax.min()) >= candidates_per_class
+        if enough or drawn >= max_samples:
             break
-    z, p = torch.cat(zs), torch.cat(probs)
+    z = torch.cat(zs)
+    short = torch.nonzero(argmax < candidates_per_class).flatten().tolist()
+    if short:
+        c = short[0]
+        raise UserError(f"the GAN made class {c} the classifier's argmax for only {int(argmax[c])} of {drawn} "
+                        f"prior draws; candidates_per_class={candidates_per_class} needs more (raise max_samples, "
+                        "or train the GAN longer)")
     taken = torch.zeros(len(z), dtype=torch.bool)
     keep = []
     for c in range(n_classes):
@@ -156,7 +174,7 @@ def gan_selection(generator_module, clf, *, n_samples: int, keep_per_class: int,
         keep.append(chosen)
     index, label = torch.cat(keep), torch.arange(n_classes).repeat_interleave(keep_per_class)
     kept = Latents(z[index], torch.zeros_like(z[index]), label, p[index, label])
-    return GanDraws(kept, drawn, sure.tolist())
+    return GanDraws(kept, drawn, sure.tolist(), argmax.tolist())
 
 
 def _split_per_class(lat: Latents, test_per_class: int, seed: int) -> tuple[Latents, Latents]:
@@ -223,9 +241,11 @@ def latent_dataset(name: str, *, store=None, preset: str = "full", device: str =
         else:
             draws = gan_selection(base.module, clf.module, n_samples=selection.samples,
                                   keep_per_class=selection.keep, seed=seed,
-                                  min_confidence=selection.min_confidence, max_samples=selection.max_samples)
+                                  min_confidence=selection.min_confidence, max_samples=selection.max_samples,
+                                  candidates_per_class=selection.candidates)
             train, test = _split_per_class(draws.latents, selection.test, seed)
-            extra = {"prior_draws": draws.drawn, "confident_per_class": draws.confident_per_class}
+            extra = {"prior_draws": draws.drawn, "confident_per_class": draws.confident_per_class,
+                     "argmax_per_class": draws.argmax_per_class}
         record = {"name": name, "domain": spec.domain, "kind": spec.kind, "key": key.digest, **parts,
                   "n_train": len(train), "n_test": len(test), "latent_dim": spec.latent_dim, **extra}
         _save(directory, LatentSplit(train, test, record))

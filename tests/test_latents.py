@@ -8,6 +8,7 @@ from torch import nn
 
 import ltrans.latents as latents_mod
 from ltrans.data import load_split
+from ltrans.errors import UserError
 from ltrans.latents import Latents, gan_latents, gan_selection, latent_dataset
 from ltrans.models import zoo
 
@@ -123,6 +124,28 @@ def test_gan_latents_draw_more_rounds_for_a_rare_class_up_to_the_limit(store, mn
     with pytest.raises(Exception, match="among 1000 prior draws"):  # the limit holds
         gan_latents(generator, mnist_tiny_classifier, n_samples=500, max_samples=1000,
                     **{**kw, "keep_per_class": 200})
+
+
+def test_gan_selection_keeps_the_most_confident_share_of_enough_candidates(store, mnist_tiny_classifier):
+    split = load_split("mnist", store=store)
+    x = torch.from_numpy(split.train.x)
+    with torch.no_grad():
+        prototypes = x[torch.softmax(mnist_tiny_classifier(x), 1).argmax(0)]
+    generator = RareZeroGenerator(prototypes)
+    kw = {"n_samples": 500, "keep_per_class": 25, "seed": 0, "min_confidence": 0.5}
+    enough_kept = gan_selection(generator, mnist_tiny_classifier, max_samples=40_000, **kw)
+    paper = gan_selection(generator, mnist_tiny_classifier, max_samples=40_000, candidates_per_class=100, **kw)
+    # it drew on until the rare zero was the argmax of 100 draws, and stopped at the first round that was enough
+    assert min(paper.argmax_per_class) >= 100 and sum(paper.argmax_per_class) == paper.drawn > enough_kept.drawn
+    assert min(enough_kept.argmax_per_class) < 100
+    with pytest.raises(UserError, match=f"class 0 the classifier's argmax for only .* of {paper.drawn - 500} prior"):
+        gan_selection(generator, mnist_tiny_classifier, max_samples=paper.drawn - 500, candidates_per_class=100, **kw)
+    # One seeded stream: the larger pool holds the smaller, so each class's kept draws are at least as
+    # confident, rank by rank, and still 25 a class.
+    for c in range(10):
+        small = enough_kept.latents.confidence[enough_kept.latents.y == c].sort(descending=True).values
+        large = paper.latents.confidence[paper.latents.y == c].sort(descending=True).values
+        assert len(large) == 25 and torch.all(large >= small)
 
 
 def test_vae_latents_cover_every_example_and_the_cache_hit_does_not_re_encode(store, monkeypatch):
