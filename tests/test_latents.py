@@ -95,17 +95,20 @@ def test_gan_latents_below_one_half_fill_every_class_by_its_own_probability(stor
 class RareZeroGenerator(PrototypeGenerator):
     """Class 0 wins the mix only when z[0] beats every other coordinate by 1.5: ~0.5% of draws."""
 
+    @classmethod
+    def for_classifier(cls, classifier: nn.Module, store) -> RareZeroGenerator:
+        """Prototypes: the MNIST training digit the classifier finds most typical of each class."""
+        x = torch.from_numpy(load_split("mnist", store=store).train.x)
+        with torch.no_grad():
+            return cls(x[torch.softmax(classifier(x), 1).argmax(0)])
+
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         logits = self.mix(z) - torch.tensor([9.0] + [0.0] * 9)
         return torch.einsum("nk,khw->nhw", torch.softmax(logits, dim=1), self.prototypes)
 
 
 def test_gan_latents_draw_more_rounds_for_a_rare_class_up_to_the_limit(store, mnist_tiny_classifier):
-    split = load_split("mnist", store=store)
-    x = torch.from_numpy(split.train.x)
-    with torch.no_grad():
-        prototypes = x[torch.softmax(mnist_tiny_classifier(x), 1).argmax(0)]
-    generator = RareZeroGenerator(prototypes)
+    generator = RareZeroGenerator.for_classifier(mnist_tiny_classifier, store)
     # The tiny classifier calls 8-11 of the first 500 draws a zero at >= 0.5 (it depends on the threads the
     # classifier trained with); 25 per class is then well out of one round's reach, and far inside 20,000's.
     kw = {"keep_per_class": 25, "seed": 0, "min_confidence": 0.5}
@@ -127,11 +130,7 @@ def test_gan_latents_draw_more_rounds_for_a_rare_class_up_to_the_limit(store, mn
 
 
 def test_gan_selection_keeps_the_most_confident_share_of_enough_candidates(store, mnist_tiny_classifier):
-    split = load_split("mnist", store=store)
-    x = torch.from_numpy(split.train.x)
-    with torch.no_grad():
-        prototypes = x[torch.softmax(mnist_tiny_classifier(x), 1).argmax(0)]
-    generator = RareZeroGenerator(prototypes)
+    generator = RareZeroGenerator.for_classifier(mnist_tiny_classifier, store)
     kw = {"n_samples": 500, "keep_per_class": 25, "seed": 0, "min_confidence": 0.5}
     enough_kept = gan_selection(generator, mnist_tiny_classifier, max_samples=40_000, **kw)
     paper = gan_selection(generator, mnist_tiny_classifier, max_samples=40_000, candidates_per_class=100, **kw)
