@@ -140,20 +140,22 @@ def gan_selection(generator_module, clf, *, n_samples: int, keep_per_class: int,
     g = torch.Generator().manual_seed(seed)
     device = next(generator_module.parameters()).device
     zs, probs, drawn = [], [], 0
+    sure = torch.zeros(n_classes, dtype=torch.long)  # draws that qualify for each class
+    argmax = torch.zeros(n_classes, dtype=torch.long)  # draws each class is the argmax of
     while True:
         z = torch.randn(min(n_samples, max_samples - drawn), generator_module.latent_dim, generator=g)
         with torch.no_grad():
             for chunk in z.split(batch):
-                probs.append(torch.softmax(clf(generator_module.decode(chunk.to(device))), dim=1).float().cpu())
+                p = torch.softmax(clf(generator_module.decode(chunk.to(device))), dim=1).float().cpu()
+                sure += (p >= min_confidence).sum(0)
+                argmax += torch.bincount(p.argmax(1), minlength=n_classes)
+                probs.append(p)
         zs.append(z)
         drawn += len(z)
-        p = torch.cat(probs)
-        sure = (p >= min_confidence).sum(0)  # (n_classes,) draws that qualify for each class
-        argmax = torch.bincount(p.argmax(1), minlength=n_classes)  # (n_classes,) draws it is the argmax of
         enough = int(sure.min()) >= keep_per_class and int(argmax.min()) >= candidates_per_class
         if enough or drawn >= max_samples:
             break
-    z = torch.cat(zs)
+    z, p = torch.cat(zs), torch.cat(probs)
     short = torch.nonzero(argmax < candidates_per_class).flatten().tolist()
     if short:
         c = short[0]
