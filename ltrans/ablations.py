@@ -6,13 +6,20 @@
 - classifier: trained (ours) vs frozen at its random init (the authors' code).
 
 Every variant changes only what its name says; steps, seeds and pairs stay those of the base config.
+``over_seeds`` repeats variants with consecutive seeds and ``summarise`` gives each variant's mean and
+spread over them: one run each decides little where two variants are a few points apart.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import math
+import statistics
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import replace
+from typing import Any
 
 from ltrans.config import override
+from ltrans.errors import UserError
 from ltrans.pipeline import TrialConfig
 
 LABEL_BUDGETS = (0, 10, 100, 1000, -1)
@@ -53,4 +60,50 @@ def variants(base: TrialConfig, studies: tuple[str, ...] = tuple(STUDIES)) -> li
             if cfg not in seen:
                 seen.add(cfg)
                 out.append((study, name, cfg))
+    return out
+
+
+Variant = tuple[str, str, TrialConfig]  # (study, variant name, config)
+
+
+def keep_named(rows: list[Variant], names: Iterable[str]) -> list[Variant]:
+    """The variants called one of ``names`` (all when none are given), in study order; an unknown name
+    is a UserError listing the valid ones."""
+    names = list(names)
+    known = [name for _, name, _ in rows]
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise UserError(f"unknown variant {unknown[0]!r}; the chosen studies have: "
+                        + ", ".join(repr(n) for n in known))
+    return [row for row in rows if not names or row[1] in names]
+
+
+def over_seeds(rows: list[Variant], seeds: int) -> list[Variant]:
+    """Each variant with seeds ``cfg.seed, cfg.seed + 1, ...`` (``seeds`` of them), seed-major: a run cut
+    short still has every variant at the first seeds."""
+    if seeds < 1:
+        raise UserError(f"--seeds must be >= 1, got {seeds}")
+    return [(study, name, replace(cfg, seed=cfg.seed + i)) for i in range(seeds) for study, name, cfg in rows]
+
+
+SUMMARY_METRICS = ("transfer_a_to_b", "transfer_b_to_a")
+
+
+def summarise(rows: Iterable[Mapping[str, Any]], metrics: tuple[str, ...] = SUMMARY_METRICS) -> list[dict[str, Any]]:
+    """One line per (study, variant) of flat ablation rows, in first-seen order: the seeds run, how many
+    ended ``ok``, and the mean and sample standard deviation (NaN below two) of each metric over the ok
+    rows (NaN when none)."""
+    groups: dict[tuple[str, str], list[Mapping[str, Any]]] = {}
+    for row in rows:
+        groups.setdefault((row["study"], row["variant"]), []).append(row)
+    out = []
+    for (study, variant), group in groups.items():
+        ok = [r for r in group if r.get("status") == "ok"]
+        line: dict[str, Any] = {"study": study, "variant": variant, "seeds": [r["seed"] for r in group],
+                                "n_ok": len(ok)}
+        for m in metrics:
+            values = [float(r[m]) for r in ok if m in r]
+            line[f"{m}_mean"] = statistics.fmean(values) if values else math.nan
+            line[f"{m}_std"] = statistics.stdev(values) if len(values) > 1 else math.nan
+        out.append(line)
     return out

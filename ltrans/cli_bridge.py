@@ -153,29 +153,45 @@ def demo(ctx: click.Context, out: Path, pair: str, device: str) -> None:
               help="Which studies (default all): the AE->VAE->SWD->classifier ladder, label budgets "
                    "with the Procrustes baseline, frozen vs trained classifier.")
 @SETS
+@click.option("--variant", "names", multiple=True, metavar="NAME",
+              help="Run only this variant of the chosen studies, e.g. --variant 'bridge n_sup=100' "
+                   "(repeatable; default all).")
+@click.option("--seeds", type=int, default=1, show_default=True,
+              help="Run every variant with this many consecutive seeds (from the config's seed) and "
+                   "print each variant's mean and standard deviation over them.")
 @click.option("-o", "--out", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Where to append rows.jsonl (default runs/ablate/PAIR).")
 @DEVICE
 @click.pass_context
 def bridge_ablate(ctx: click.Context, pair: str, preset: str, studies: tuple[str, ...], sets: tuple[str, ...],
-                  out: Path | None, device: str) -> None:
-    """The paper's ablations and baselines for PAIR on one budget; one JSON row per variant."""
-    from ltrans.ablations import STUDIES, variants
+                  names: tuple[str, ...], seeds: int, out: Path | None, device: str) -> None:
+    """The paper's ablations and baselines for PAIR on one budget; one JSON row per variant and seed."""
+    from ltrans.ablations import STUDIES, keep_named, over_seeds, summarise, variants
     from ltrans.models import zoo
     from ltrans.pipeline import load_pair, run_trial
 
     base = trial_config(pair, preset, sets)
+    runs = over_seeds(keep_named(variants(base, studies or tuple(STUDIES)), names), seeds)  # checked first
     device = zoo.resolve_device(device)
     data = load_pair(pair, store=_store(ctx), preset=base.base, device=device, progress=True)
     out = out or Path("runs") / "ablate" / pair
     out.mkdir(parents=True, exist_ok=True)
-    click.echo(f"{'study':<11} {'variant':<22} {'A->B':>6} {'B->A':>6} {'fid A->B':>9} {'train s':>8}")
-    for study, name, cfg in variants(base, studies or tuple(STUDIES)):
+    click.echo(f"{'study':<11} {'variant':<22} {'seed':>4} {'A->B':>6} {'B->A':>6} {'fid A->B':>9} {'train s':>8}")
+    done = []
+    for study, name, cfg in runs:
         row, _ = run_trial(cfg, data, device=device, progress=True)  # a bar on stderr while it trains
         flat = {"study": study, "variant": name, **row.flat()}
         with open(out / "rows.jsonl", "a") as f:  # one complete line per trial: nothing half-written
             f.write(json.dumps(flat, sort_keys=True) + "\n")
+        done.append(flat)
         ab, ba, fid = (flat.get(k, float("nan")) for k in ("transfer_a_to_b", "transfer_b_to_a", "fid_a_to_b"))
-        click.echo(f"{study:<11} {name:<22} {ab:>6.3f} {ba:>6.3f} {fid:>9.2f} {row.train_seconds:>8.1f}  "
-                   f"{row.status} {row.reason}")
+        click.echo(f"{study:<11} {name:<22} {cfg.seed:>4} {ab:>6.3f} {ba:>6.3f} {fid:>9.2f} "
+                   f"{row.train_seconds:>8.1f}  {row.status} {row.reason}")
+    if seeds > 1:
+        click.echo(f"\nover {seeds} seeds (mean +- standard deviation of the ok runs):")
+        click.echo(f"{'study':<11} {'variant':<22} {'ok':>3} {'A->B':>15} {'B->A':>15}")
+        for s in summarise(done):
+            ab = f"{s['transfer_a_to_b_mean']:.3f} +- {s['transfer_a_to_b_std']:.3f}"
+            ba = f"{s['transfer_b_to_a_mean']:.3f} +- {s['transfer_b_to_a_std']:.3f}"
+            click.echo(f"{s['study']:<11} {s['variant']:<22} {s['n_ok']:>3} {ab:>15} {ba:>15}")
     click.echo(f"rows appended to {out / 'rows.jsonl'}")

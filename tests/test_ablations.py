@@ -1,6 +1,12 @@
 from __future__ import annotations
 
-from ltrans.ablations import LABEL_BUDGETS, ladder, variants
+import math
+
+import pytest
+
+from ltrans.ablations import LABEL_BUDGETS, keep_named, ladder, over_seeds, summarise, variants
+from ltrans.config import override
+from ltrans.errors import UserError
 from ltrans.presets import paper
 
 
@@ -22,3 +28,43 @@ def test_label_budget_pairs_bridge_and_procrustes_on_the_same_labels():
     procrustes = [c.bridge.n_sup for _, n, c in rows if c.method == "procrustes"]
     assert bridges == list(LABEL_BUDGETS) and procrustes == [n for n in LABEL_BUDGETS if n != 0]
     assert len({c for _, _, c in variants(paper("mnist_mnist"))}) == len(variants(paper("mnist_mnist")))
+
+
+def test_keep_named_keeps_study_order_and_refuses_an_unknown_name_listing_the_valid_ones():
+    rows = variants(paper("mnist_mnist"), ("labels",))
+    kept = keep_named(rows, ["procrustes n_sup=100", "bridge n_sup=100"])
+    assert [name for _, name, _ in kept] == ["bridge n_sup=100", "procrustes n_sup=100"]
+    assert keep_named(rows, []) == rows
+    with pytest.raises(UserError, match="'bridge n_sup=7'.*'bridge n_sup=all'"):
+        keep_named(rows, ["bridge n_sup=7"])
+
+
+def test_over_seeds_repeats_every_variant_with_consecutive_seeds_seed_major():
+    base = override(paper("mnist_mnist"), {"seed": 5})
+    rows = variants(base, ("classifier",))
+    runs = over_seeds(rows, 3)
+    assert [(name, cfg.seed) for _, name, cfg in runs] == [
+        (name, seed) for seed in (5, 6, 7) for name in ("trained classifier", "frozen classifier")]
+    for (_, _, cfg), (_, _, again) in zip(runs, runs[2:]):  # only the seed differs between repeats
+        assert override(again, {"seed": cfg.seed}) == cfg
+    with pytest.raises(UserError, match="--seeds"):
+        over_seeds(rows, 0)
+
+
+def test_summarise_gives_mean_and_sample_std_of_the_ok_runs_per_variant():
+    def row(variant, seed, ab, ba, status="ok"):
+        return {"study": "labels", "variant": variant, "seed": seed, "status": status,
+                "transfer_a_to_b": ab, "transfer_b_to_a": ba}
+
+    rows = [row("bridge", 0, 0.8, 0.7), row("procrustes", 0, 0.5, 0.5), row("bridge", 1, 0.9, 0.9),
+            row("bridge", 2, float("nan"), float("nan"), status="failed"), row("procrustes", 1, 0.6, 0.5)]
+    bridge, procrustes = summarise(rows)
+    assert (bridge["variant"], bridge["seeds"], bridge["n_ok"]) == ("bridge", [0, 1, 2], 2)
+    assert bridge["transfer_a_to_b_mean"] == pytest.approx(0.85)
+    assert bridge["transfer_a_to_b_std"] == pytest.approx(math.sqrt(0.005))  # (0.05^2 * 2) / (2 - 1)
+    assert bridge["transfer_b_to_a_std"] == pytest.approx(math.sqrt(0.02))
+    assert procrustes["transfer_b_to_a_std"] == 0.0 and procrustes["transfer_a_to_b_mean"] == pytest.approx(0.55)
+    single, = summarise([row("bridge", 0, 0.8, 0.7)])
+    assert single["transfer_a_to_b_mean"] == 0.8 and math.isnan(single["transfer_a_to_b_std"])
+    none_ok, = summarise([row("bridge", 0, 0.8, 0.7, status="failed")])
+    assert none_ok["n_ok"] == 0 and math.isnan(none_ok["transfer_a_to_b_mean"])

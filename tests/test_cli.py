@@ -133,3 +133,24 @@ def test_bridge_ablate_appends_one_row_per_variant_and_repeats_itself(tmp_path):
     trained, frozen = rows[0], rows[1]
     assert trained["status"] == frozen["status"] == "ok"
     assert trained["loss_cls"] < frozen["loss_cls"]
+
+
+def test_bridge_ablate_repeats_a_chosen_variant_over_seeds_and_summarises_it(tmp_path):
+    # --variant keeps one variant, --seeds 2 runs it with seeds 0 and 1 (two rows, different draws), and
+    # the printed summary is the mean and sample std of those rows; an unknown variant is refused before
+    # anything trains or is written.
+    args = ["bridge", "ablate", "mnist_mnist", "--preset", "smoke", "--study", "classifier", "--variant",
+            "trained classifier", "--seeds", "2", "--set", "bridge.steps=100", "-o", str(tmp_path)]
+    result = run(*args)
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(line) for line in (tmp_path / "rows.jsonl").read_text().splitlines()]
+    assert [(r["variant"], r["seed"], r["status"]) for r in rows] == [("trained classifier", 0, "ok"),
+                                                                      ("trained classifier", 1, "ok")]
+    assert rows[0]["config_hash"] != rows[1]["config_hash"] and rows[0]["loss_cls"] != rows[1]["loss_cls"]
+    for key in ("transfer_a_to_b", "transfer_b_to_a"):
+        a, b = rows[0][key], rows[1][key]
+        assert f"{(a + b) / 2:.3f} +- {abs(a - b) / 2 ** 0.5:.3f}" in result.stdout
+    bad = run(*args[:8], "no such variant", *args[9:])
+    assert bad.exit_code == 2 and "unknown variant 'no such variant'" in bad.output
+    assert "'trained classifier', 'frozen classifier'" in bad.output
+    assert len((tmp_path / "rows.jsonl").read_text().splitlines()) == 2
