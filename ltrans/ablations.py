@@ -52,30 +52,27 @@ def classifier(base: TrialConfig) -> Iterator[tuple[str, TrialConfig]]:
 STUDIES = {"ladder": ladder, "labels": label_budget, "classifier": classifier}
 
 
-def variants(base: TrialConfig, studies: tuple[str, ...] = tuple(STUDIES)) -> list[tuple[str, str, TrialConfig]]:
-    """(study, variant name, config) for the chosen studies, without duplicate configs."""
-    seen, out = set(), []
-    for study in studies:
-        for name, cfg in STUDIES[study](base):
-            if cfg not in seen:
-                seen.add(cfg)
-                out.append((study, name, cfg))
-    return out
-
-
 Variant = tuple[str, str, TrialConfig]  # (study, variant name, config)
 
 
-def keep_named(rows: list[Variant], names: Iterable[str]) -> list[Variant]:
-    """The variants called one of ``names`` (all when none are given), in study order; an unknown name
-    is a UserError listing the valid ones."""
+def variants(base: TrialConfig, studies: tuple[str, ...] = tuple(STUDIES), names: Iterable[str] = ()) -> list[Variant]:
+    """(study, variant name, config) for the chosen studies, without duplicate configs (the first name of
+    a config wins). With ``names``, only the variants so called, in study order, chosen before duplicates
+    are dropped (so "trained classifier" is found though the ladder's "full" is the same config); an
+    unknown name is a UserError listing the valid ones."""
+    every = [(study, name, cfg) for study in studies for name, cfg in STUDIES[study](base)]
     names = list(names)
-    known = [name for _, name, _ in rows]
+    known = list(dict.fromkeys(name for _, name, _ in every))
     unknown = [n for n in names if n not in known]
     if unknown:
         raise UserError(f"unknown variant {unknown[0]!r}; the chosen studies have: "
                         + ", ".join(repr(n) for n in known))
-    return [row for row in rows if not names or row[1] in names]
+    seen, out = set(), []
+    for study, name, cfg in every:
+        if (not names or name in names) and cfg not in seen:
+            seen.add(cfg)
+            out.append((study, name, cfg))
+    return out
 
 
 def over_seeds(rows: list[Variant], seeds: int) -> list[Variant]:

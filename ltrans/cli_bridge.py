@@ -166,12 +166,12 @@ def demo(ctx: click.Context, out: Path, pair: str, device: str) -> None:
 def bridge_ablate(ctx: click.Context, pair: str, preset: str, studies: tuple[str, ...], sets: tuple[str, ...],
                   names: tuple[str, ...], seeds: int, out: Path | None, device: str) -> None:
     """The paper's ablations and baselines for PAIR on one budget; one JSON row per variant and seed."""
-    from ltrans.ablations import STUDIES, keep_named, over_seeds, summarise, variants
+    from ltrans.ablations import STUDIES, over_seeds, summarise, variants
     from ltrans.models import zoo
     from ltrans.pipeline import load_pair, run_trial
 
     base = trial_config(pair, preset, sets)
-    runs = over_seeds(keep_named(variants(base, studies or tuple(STUDIES)), names), seeds)  # checked first
+    runs = over_seeds(variants(base, studies or tuple(STUDIES), names), seeds)  # checked before training
     device = zoo.resolve_device(device)
     data = load_pair(pair, store=_store(ctx), preset=base.base, device=device, progress=True)
     out = out or Path("runs") / "ablate" / pair

@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from ltrans.ablations import LABEL_BUDGETS, keep_named, ladder, over_seeds, summarise, variants
+from ltrans.ablations import LABEL_BUDGETS, ladder, over_seeds, summarise, variants
 from ltrans.config import override
 from ltrans.errors import UserError
 from ltrans.presets import paper
@@ -30,13 +30,18 @@ def test_label_budget_pairs_bridge_and_procrustes_on_the_same_labels():
     assert len({c for _, _, c in variants(paper("mnist_mnist"))}) == len(variants(paper("mnist_mnist")))
 
 
-def test_keep_named_keeps_study_order_and_refuses_an_unknown_name_listing_the_valid_ones():
-    rows = variants(paper("mnist_mnist"), ("labels",))
-    kept = keep_named(rows, ["procrustes n_sup=100", "bridge n_sup=100"])
+def test_variants_by_name_keep_study_order_survive_deduplication_and_refuse_unknown_names():
+    base = paper("mnist_mnist")
+    kept = variants(base, ("labels",), ["procrustes n_sup=100", "bridge n_sup=100"])
     assert [name for _, name, _ in kept] == ["bridge n_sup=100", "procrustes n_sup=100"]
-    assert keep_named(rows, []) == rows
+    assert variants(base, ("labels",), []) == variants(base, ("labels",))
+    # "trained classifier" is the ladder's "full" config, dropped as a duplicate from the full list, yet
+    # asking for it by name finds it.
+    assert "trained classifier" not in [name for _, name, _ in variants(base)]
+    (study, name, cfg), = variants(base, names=["trained classifier"])
+    assert (study, name, cfg) == ("classifier", "trained classifier", base)
     with pytest.raises(UserError, match="'bridge n_sup=7'.*'bridge n_sup=all'"):
-        keep_named(rows, ["bridge n_sup=7"])
+        variants(base, ("labels",), ["bridge n_sup=7"])
 
 
 def test_over_seeds_repeats_every_variant_with_consecutive_seeds_seed_major():
