@@ -59,6 +59,9 @@ def _echo_conditional(name: str, c: dict) -> None:
     click.echo(f"{name}: {c['confident_accuracy']:.1%} of {c['n_per_class']} class-conditional samples per class "
                f"recognised as their class (softmax >= {c['threshold']}; {c['accuracy']:.1%} by argmax), "
                f"per class {per_class}")
+    if c.get("components_per_class"):
+        click.echo(f"{name}: mixture components per class (held-out likelihood) "
+                   f"{list(c['components_per_class'].values())}")
 
 
 @base.command("ls")

@@ -25,6 +25,8 @@ from ltrans.samples import (
     CONFIDENT,
     class_conditional_samples,
     class_gaussians,
+    class_mixture,
+    class_mixtures,
     prior_samples,
     sample_quality,
     stored_quality,
@@ -95,6 +97,56 @@ def test_class_gaussians_match_the_aggregate_posterior_moments():
         assert torch.allclose(torch.cov(mixture.T), chol @ chol.T, atol=0.05)
 
 
+def _two_modes_and_a_gaussian(n: int = 600):
+    """Class 0: two tight modes at (-5, 0) and (5, 0); class 1: one Gaussian at (0, 8); posterior std 0.3."""
+    g = torch.Generator().manual_seed(3)
+    y = torch.arange(2 * n) % 2
+    side = torch.where(torch.arange(2 * n) % 4 == 0, -5.0, 5.0)
+    centre = torch.where(y[:, None] == 0, torch.stack([side, torch.zeros(2 * n)], 1), torch.tensor([0.0, 8.0]))
+    mu = centre + 0.5 * torch.randn(2 * n, 2, generator=g)
+    return mu, torch.full((2 * n, 2), 0.3), y
+
+
+def test_class_mixture_with_one_component_is_the_moment_matched_gaussian():
+    mu, std, y = _two_modes_and_a_gaussian()
+    for c, (mean, chol) in enumerate(class_gaussians(mu, std, y, 2)):
+        mix = class_mixture(mu[y == c].double(), std[y == c].double(), components=(1,))
+        assert mix.k == 1 and torch.equal(mix.means[0], mean) and torch.equal(mix.chols[0], chol)
+
+
+def test_class_mixture_finds_the_modes_of_a_class_and_keeps_one_gaussian_for_one():
+    mu, std, y = _two_modes_and_a_gaussian()
+    two, one = class_mixtures(mu, std, y, 2, seed=0)
+    assert two.k >= 2 and one.k == 1  # chosen by held-out likelihood, not told
+    g = torch.Generator().manual_seed(0)
+
+    def near_a_mode(z):
+        return float(((z[:, 0].abs() - 5).abs() < 2).float().mean())
+
+    assert near_a_mode(two.sample(4000, g)) > 0.95
+    single = class_mixture(mu[y == 0].double(), std[y == 0].double(), components=(1,))
+    assert near_a_mode(single.sample(4000, g)) < 0.5  # one Gaussian puts its mass between the modes
+    for mix, c in ((two, 0), (one, 1)):
+        # every mixture keeps the aggregate posterior's first two moments (law of total covariance; one
+        # Gaussian uses the unbiased covariance, EM's responsibilities the biased one; jitter 1e-5)
+        m, s = mu[y == c].double(), std[y == c].double()
+        mean = mix.weights @ mix.means
+        cov = sum(w * (ch @ ch.T + torch.outer(mk - mean, mk - mean))
+                  for w, mk, ch in zip(mix.weights, mix.means, mix.chols))
+        aggregate = torch.cov(m.T, correction=int(mix.k == 1)) + torch.diag(s.pow(2).mean(0) + 1e-5)
+        assert torch.allclose(mean, m.mean(0)) and torch.allclose(cov, aggregate, atol=1e-9)
+        # and log_prob is the mixture density torch.distributions computes
+        ref = torch.distributions.MixtureSameFamily(
+            torch.distributions.Categorical(probs=mix.weights),
+            torch.distributions.MultivariateNormal(mix.means, scale_tril=mix.chols))
+        assert torch.allclose(mix.log_prob(m[:50]), ref.log_prob(m[:50]))
+
+
+def test_class_mixture_of_too_few_rows_falls_back_to_one_gaussian():
+    mu, std, y = _two_modes_and_a_gaussian(n=12)  # 12 rows a class: 9 to fit, below 2 x MIN_PER_COMPONENT
+    assert [mix.k for mix in class_mixtures(mu, std, y, 2)] == [1, 1]
+
+
 class _Identity(torch.nn.Module):
     """A 'decoder' that returns its latent: the classifier then judges the latent itself."""
 
@@ -141,6 +193,7 @@ def test_base_sample_of_a_vae_adds_class_conditional_draws(store, tmp_path):
     assert result.exit_code == 0, result.output
     cond = json.loads((tmp_path / "summary.json").read_text())["class_conditional"]
     assert cond["n_per_class"] == 30 and len(cond["confident_accuracy_per_class"]) == 10
+    assert set(cond["components_per_class"].values()) <= {1, 2, 3, 4, 6, 8}
     assert 0 <= cond["confident_accuracy"] <= cond["accuracy"] <= 1
     assert _grid_rows(tmp_path / "mnist_vae_class_conditional.png") == 10
     assert "class-conditional samples per class recognised" in result.output
