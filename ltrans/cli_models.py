@@ -48,20 +48,28 @@ def base_train(ctx: click.Context, name: str, base_preset: str, device: str) -> 
     from ltrans.samples import sample_quality  # samples judged by the domain classifier, stored for `base ls`
 
     q = sample_quality(name, store=_store(ctx), preset=base_preset, device=device)
-    click.echo(f"{name}: {q['confident_fraction']:.1%} of {q['n']} prior samples confidently a class, "
-               f"per class {list(q['confident_per_class'].values())}")
+    click.echo(f"{name}: {q['confident_fraction']:.1%} of {q['n']} prior samples confidently a class; "
+               f"per class {class_figures(q['confident_per_class'], spec.domain)}")
     if "class_conditional" in q:
-        _echo_conditional(name, q["class_conditional"])
+        _echo_conditional(name, q["class_conditional"], spec.domain)
 
 
-def _echo_conditional(name: str, c: dict) -> None:
-    per_class = [round(v, 2) for v in c["confident_accuracy_per_class"].values()]
+def class_figures(values: dict, domain: str) -> str:
+    """'zero 0.17, one 0.04, ...': a per-class figure named and in the domain's class order (stored
+    summaries are JSON with sorted keys, which is not the class order of every domain)."""
+    from ltrans.data.base import DATASETS
+
+    names = [n for n in DATASETS[domain].class_names if n in values]
+    return ", ".join(f"{n} {round(values[n], 2) if isinstance(values[n], float) else values[n]}" for n in names)
+
+
+def _echo_conditional(name: str, c: dict, domain: str) -> None:
     click.echo(f"{name}: {c['confident_accuracy']:.1%} of {c['n_per_class']} class-conditional samples per class "
-               f"recognised as their class (softmax >= {c['threshold']}; {c['accuracy']:.1%} by argmax), "
-               f"per class {per_class}")
+               f"recognised as their class (softmax >= {c['threshold']}; {c['accuracy']:.1%} by argmax); "
+               f"per class {class_figures(c['confident_accuracy_per_class'], domain)}")
     if c.get("components_per_class"):
-        click.echo(f"{name}: mixture components per class (held-out likelihood) "
-                   f"{list(c['components_per_class'].values())}")
+        click.echo(f"{name}: Gaussian mixture components per class (chosen by held-out likelihood): "
+                   f"{class_figures(c['components_per_class'], domain)}")
 
 
 @base.command("ls")
@@ -130,9 +138,9 @@ def base_sample(ctx: click.Context, name: str, out: Path, n_samples: int, per_cl
     for path in paths:
         click.echo(str(path))
     click.echo(f"{name}: {stats['confident_fraction']:.1%} of {n_samples} prior samples confidently a class "
-               f"(softmax >= {stats['threshold']}); per class {list(stats['confident_per_class'].values())}")
+               f"(softmax >= {stats['threshold']}); per class {class_figures(stats['confident_per_class'], spec.domain)}")
     if "class_conditional" in stats:
-        _echo_conditional(name, stats["class_conditional"])
+        _echo_conditional(name, stats["class_conditional"], spec.domain)
 
 
 def write_samples(name: str, domain: str, decoder, classifier, latent_dim: int, out: Path, *, n: int,

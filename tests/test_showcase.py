@@ -14,7 +14,7 @@ from PIL import Image
 from ltrans import render
 from ltrans.cli import cli
 from ltrans.cli_bridge import train_and_write
-from ltrans.cli_models import _quality
+from ltrans.cli_models import _quality, class_figures
 from ltrans.config import override
 from ltrans.data.audio import N_SAMPLES, read_wav
 from ltrans.errors import UserError
@@ -267,3 +267,9 @@ def test_translate_cli_refuses_a_bridge_of_another_pair(bridge_folder, tmp_path)
                                       str(tmp_path), "-n", "20"])
     assert result.exit_code == 0, result.output
     assert "agrees with the source" in result.output and (tmp_path / "a_to_b.png").is_file()
+
+
+def test_per_class_figures_print_named_in_the_domain_class_order():
+    """Stored summaries are JSON with sorted keys ("eight" before "zero"); the CLI prints in class order."""
+    stored = json.loads(json.dumps({"zero": 0.17, "one": 0.04, "nine": 0.0, "eight": 1}, sort_keys=True))
+    assert class_figures(stored, "spoken_digits") == "zero 0.17, one 0.04, eight 1, nine 0.0"
