@@ -145,11 +145,12 @@ def train_spoken_vae(
 
 
 # Measured with the spoken_digits classifier (confident: 10-way softmax >= 0.9), seed 0, one CPU thread:
-# the defaults (18,500 steps, 937 s) reach held-out recon MSE 0.00103 (training-mean baseline 0.0184);
-# reconstructions are confidently right for 29% of test clips (argmax 92%, outlier p 0.49); prior draws
-# confident 0.35% of 2,000 (all "zero"); class-conditional draws (`ltrans base sample`, ltrans.samples)
-# are confidently their digit for 5.4% (1-20% per digit; 57% by argmax): overlaid word shapes, not words.
-# The former defaults (obs_std 0.05, 30 epochs at lr 1e-3, no decay or
+# the defaults (18,500 steps, 937 s idle; 1,859 s beside another job) reach held-out recon MSE 0.00102
+# (training-mean baseline 0.0184); reconstructions are confidently right for 29-42% of test clips
+# (argmax 92-93%, outlier p 0.41-0.49, two builds); prior draws confident 0.35-0.8% of 2,000 (all
+# "zero"); class-conditional draws (`ltrans base sample`, ltrans.samples; one mixture component per
+# digit is chosen) are confidently their digit for 5.4-6.4% (0-20% per digit; 57-59% by argmax):
+# overlaid word shapes, not words. The former defaults (obs_std 0.05, 30 epochs at lr 1e-3, no decay or
 # shift: 1,110 steps) gave MSE 0.0024, 0.3% confident reconstructions (outlier p 0.96) and ~0% samples.
 BASE_MODELS.register(
     "spoken_vae",
