@@ -115,12 +115,13 @@ def class_gaussians(mu: torch.Tensor, std: torch.Tensor, y: torch.Tensor, n_clas
                     jitter: float = 1e-5) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """Per class: (mean (d,), Cholesky factor (d, d)) of the moment-matched Gaussian of its aggregate
     posterior (see the module docstring); ``jitter`` on the diagonal keeps the factorisation defined."""
-    out = []
-    for c in range(n_classes):
-        m, s = _class_rows(mu, std, y, c)
-        cov = torch.cov(m.T).reshape(m.shape[1], m.shape[1]) + torch.diag(s.pow(2).mean(0) + jitter)
-        out.append((m.mean(0), torch.linalg.cholesky(cov)))
-    return out
+    return [_moment_gaussian(*_class_rows(mu, std, y, c), jitter) for c in range(n_classes)]
+
+
+def _moment_gaussian(m: torch.Tensor, s: torch.Tensor, jitter: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """(mean (d,), Cholesky factor (d, d)) of the mixture of N(m_i, diag s_i^2): mean(m), cov(m) + mean(s^2)."""
+    cov = torch.cov(m.T).reshape(m.shape[1], m.shape[1]) + torch.diag(s.pow(2).mean(0) + jitter)
+    return m.mean(0), torch.linalg.cholesky(cov)
 
 
 @dataclass(frozen=True)
@@ -156,7 +157,7 @@ def _fit_mixture(m: torch.Tensor, s: torch.Tensor, k: int, seed: int, jitter: fl
     """k components by EM on the posterior means m (n, d), each widened to the moments of its share of
     the posteriors: cov = weighted cov(m) + weighted mean of s^2 (s (n, d) the posterior stds)."""
     if k == 1:
-        mean, chol = class_gaussians(m, s, torch.zeros(len(m), dtype=torch.long), 1, jitter)[0]
+        mean, chol = _moment_gaussian(m, s, jitter)
         return Mixture(torch.ones(1, dtype=torch.float64), mean[None], chol[None])
     from sklearn.mixture import GaussianMixture
 

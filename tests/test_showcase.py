@@ -143,7 +143,7 @@ def test_class_mixture_finds_the_modes_of_a_class_and_keeps_one_gaussian_for_one
 
 
 def test_class_mixture_of_too_few_rows_falls_back_to_one_gaussian():
-    mu, std, y = _two_modes_and_a_gaussian(n=12)  # 12 rows a class: 9 to fit, below 2 x MIN_PER_COMPONENT
+    mu, std, y = _two_modes_and_a_gaussian(n=12)  # 12 rows a class: 10 to fit, below 2 x MIN_PER_COMPONENT
     assert [mix.k for mix in class_mixtures(mu, std, y, 2)] == [1, 1]
 
 
