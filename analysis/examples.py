@@ -52,7 +52,7 @@ def _write(row: pd.Series, store, out: Path) -> None:
     """Retrain the trial into ``out``: both directions' grids (and WAVs), plus regenerated.json."""
     import torch
 
-    from ltrans.artifacts import atomic_write_json
+    from ltrans.files import atomic_write_json
     from ltrans.pipeline import load_pair, run_trial
     from ltrans.showcase import write_translations
 

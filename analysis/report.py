@@ -19,7 +19,7 @@ from ltrans.analysis.runs import Results, read_runs
 from ltrans.analysis.style import CSS
 from plotly.offline import get_plotlyjs
 
-from ltrans.artifacts import atomic_write_text
+from ltrans.files import atomic_write_text
 
 PLOT_CONFIG = {"displaylogo": False, "responsive": True}
 SECTIONS: tuple[Callable[[sec.Context], sec.Section], ...] = (

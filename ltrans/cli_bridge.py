@@ -35,7 +35,7 @@ def train_and_write(ctx: click.Context, cfg, out: Path, device: str) -> dict:
     """Prepare the pair, run one trial, write config.json, row.json and bridge.pt into ``out``."""
     import torch
 
-    from ltrans.artifacts import atomic_write_json, atomic_write_text
+    from ltrans.files import atomic_write_json, atomic_write_text
     from ltrans.models import zoo
     from ltrans.pipeline import load_pair, run_trial
 
@@ -95,7 +95,7 @@ def translate(ctx: click.Context, pair: str, src: str, n: int, out: Path, bridge
               device: str) -> None:
     """Translate held-out examples of one side of PAIR with a trained bridge; write grids and WAVs."""
     import ltrans.models  # noqa: F401  (registries)
-    from ltrans.artifacts import atomic_write_json
+    from ltrans.files import atomic_write_json
     from ltrans.models import zoo
     from ltrans.pairs import PAIRS
     from ltrans.pipeline import load_pair

@@ -18,7 +18,7 @@ def cache() -> None:
 @click.pass_context
 def cache_ls(ctx: click.Context, fmt: str) -> None:
     """Every cached artifact: kind, name, key, size, creation time."""
-    from ltrans.artifacts import human_size
+    from ltrans.files import human_size
 
     store = _store(ctx)
     rows = [{"kind": e.kind, "name": e.name, "key": e.digest[:12], "size": human_size(e.size_bytes),

@@ -114,7 +114,7 @@ def base_ls(ctx: click.Context, base_preset: str, fmt: str) -> None:
 def base_sample(ctx: click.Context, name: str, out: Path, n_samples: int, per_class: int, seed: int,
                 base_preset: str, device: str) -> None:
     """Prior samples of base model NAME per class, judged by its domain classifier."""
-    from ltrans.artifacts import atomic_write_json
+    from ltrans.files import atomic_write_json
     from ltrans.models import zoo
     from ltrans.models.base import BASE_MODELS
 

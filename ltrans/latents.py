@@ -191,7 +191,7 @@ def _split_per_class(lat: Latents, test_per_class: int, seed: int) -> tuple[Late
 
 
 def _save(directory, split: LatentSplit) -> None:
-    from ltrans.artifacts import atomic_write_json, save_arrays
+    from ltrans.files import atomic_write_json, save_arrays
 
     arrays = {}
     for part in ("train", "test"):
@@ -205,7 +205,7 @@ def _save(directory, split: LatentSplit) -> None:
 def _read(directory) -> LatentSplit:
     import json
 
-    from ltrans.artifacts import load_arrays
+    from ltrans.files import load_arrays
 
     arrays = {k: torch.from_numpy(v) for k, v in load_arrays(directory / "latents.npz").items()}
     parts = [Latents(*(arrays[f"{p}_{f}"] for f in ("mu", "std", "y", "confidence"))) for p in ("train", "test")]

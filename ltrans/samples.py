@@ -242,8 +242,8 @@ def sample_quality(name: str, *, store, preset: str = "full", device: str = "cpu
     VAE also ``class_conditional``, the summary of QUALITY_SAMPLES class-conditional draws."""
     import json
 
-    from ltrans.artifacts import atomic_write_json
     from ltrans.data.base import DATASETS
+    from ltrans.files import atomic_write_json
     from ltrans.models import zoo
     from ltrans.models.base import BASE_MODELS
 

@@ -147,7 +147,7 @@ def write_interpolations(model, sides: dict[str, Side], src: str, out: Path, n_s
 
 def write_examples(model, sides: dict[str, Side], out: Path, n: int = 50, seed: int = 0) -> dict:
     """Translations and interpolation strips in both directions, plus summary.json."""
-    from ltrans.artifacts import atomic_write_json
+    from ltrans.files import atomic_write_json
 
     summary = {}
     for src in ("a", "b"):

@@ -64,7 +64,7 @@ def tile_grid(
 
 def save_png(image: Image.Image, path: Path) -> Path:
     """Write ``image`` as PNG atomically (never a half-written file)."""
-    from ltrans.artifacts import atomic_write_bytes
+    from ltrans.files import atomic_write_bytes
 
     buffer = io.BytesIO()
     image.save(buffer, format="PNG")

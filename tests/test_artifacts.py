@@ -14,17 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ltrans.artifacts import (
-    Store,
-    atomic_open,
-    atomic_write_bytes,
-    atomic_write_json,
-    default_root,
-    human_size,
-    load_arrays,
-    make_key,
-    save_arrays,
-)
+from ltrans.artifacts import Store, default_root, make_key
 from ltrans.errors import CorruptArtifact, UserError
 
 
@@ -283,49 +273,7 @@ def test_clear_keeps_a_temp_dir_whose_build_is_running(tmp_path):
     assert seen == [0] and store.exists(key)
 
 
-# ---------------------------------------------------------------- arrays and atomic files
-
-
-def test_arrays_round_trip_exact_bytes(tmp_path):
-    rng = np.random.default_rng(0)
-    arrays = {"mu": rng.standard_normal((50, 8)).astype(np.float32), "y": rng.integers(0, 10, 50)}
-    save_arrays(tmp_path / "latents.npz", **arrays)
-    back = load_arrays(tmp_path / "latents.npz")
-    assert back.keys() == arrays.keys()
-    for k, v in arrays.items():
-        assert back[k].dtype == v.dtype and back[k].shape == v.shape and back[k].tobytes() == v.tobytes()
-    assert back["y"].dtype == np.int64
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["latents.npz"]
-
-
-def test_object_arrays_are_refused(tmp_path):
-    with pytest.raises(TypeError, match="object"):
-        save_arrays(tmp_path / "x.npz", bad=np.array([{"a": 1}, None], dtype=object))
-    assert not list(tmp_path.iterdir())
-
-
-def test_atomic_write_replaces_and_leaves_no_temp_files(tmp_path):
-    target = tmp_path / "out.bin"
-    target.write_bytes(b"old" * 1000)
-    atomic_write_bytes(target, b"new")
-    assert target.read_bytes() == b"new" and list(tmp_path.iterdir()) == [target]
-
-
-def test_failed_atomic_write_keeps_the_old_content(tmp_path):
-    target = tmp_path / "row.json"
-    atomic_write_json(target, {"b": 1, "a": [1, 2]})
-    assert target.read_text() == '{\n  "a": [\n    1,\n    2\n  ],\n  "b": 1\n}\n'
-    with pytest.raises(TypeError):
-        atomic_write_json(target, {"a": object()})
-
-    with pytest.raises(OSError, match="disk full"), atomic_open(target) as f:
-        f.write(b'{"half": ')  # a writer that dies midway, like torch.save on a full disk
-        raise OSError("disk full")
-    assert json.loads(target.read_text()) == {"a": [1, 2], "b": 1}
-    assert list(tmp_path.iterdir()) == [target]
-
-
-# ---------------------------------------------------------------- root and sizes
+# ---------------------------------------------------------------- root
 
 
 def test_default_root_honours_ltrans_cache_and_home(monkeypatch, tmp_path):
@@ -336,9 +284,3 @@ def test_default_root_honours_ltrans_cache_and_home(monkeypatch, tmp_path):
     assert default_root() == tmp_path / "home" / "elsewhere"
     monkeypatch.delenv("LTRANS_CACHE")
     assert default_root() == tmp_path / "home" / ".cache" / "ltrans"
-
-
-@pytest.mark.parametrize("n,text", [(0, "0 B"), (1023, "1023 B"), (1536, "1.5 KiB"),
-                                    (5 * 2**30, "5.0 GiB"), (2**50, "1024.0 TiB")])
-def test_human_size(n, text):
-    assert human_size(n) == text

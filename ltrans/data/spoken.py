@@ -162,7 +162,8 @@ def make_spoken_digits(n_per_class: int, seed: int) -> Examples:
 
 def _load_embedded(request: LoadRequest) -> Examples:
     """The synthetic dataset from the artifact store, synthesised on the first call (~25 s)."""
-    from ltrans.artifacts import load_arrays, make_key, save_arrays
+    from ltrans.artifacts import make_key
+    from ltrans.files import load_arrays, save_arrays
 
     n_per_class = DEFAULT_N_PER_CLASS
     key = make_key(

@@ -17,8 +17,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from ltrans.artifacts import Store, atomic_write_json, make_key
+from ltrans.artifacts import Store, make_key
 from ltrans.errors import UserError
+from ltrans.files import atomic_write_json
 from ltrans.models.base import BASE_MODELS, CLASSIFIERS
 from ltrans.models.space import fingerprint
 

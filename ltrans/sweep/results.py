@@ -19,7 +19,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from ltrans.artifacts import atomic_open, atomic_write_json
+from ltrans.files import atomic_open, atomic_write_json
 
 TRIALS_LEDGER = Path("ledger") / "trials.jsonl"
 CURVES_LEDGER = Path("ledger") / "curves.jsonl"

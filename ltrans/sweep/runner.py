@@ -22,8 +22,8 @@ from pathlib import Path
 
 import yaml
 
-from ltrans.artifacts import atomic_write_json, atomic_write_text
 from ltrans.errors import UserError
+from ltrans.files import atomic_write_json, atomic_write_text
 from ltrans.sweep import results
 from ltrans.sweep.spec import SweepSpec, load_spec
 
