@@ -117,9 +117,11 @@ def test_ablation_figure_draws_the_ladder_in_order_and_procrustes_on_the_same_ax
     assert list(by_name["mnist_animals · procrustes", "x2"].y) == pytest.approx([0.3, 0.5])
 
 
-def test_speed_compares_stored_base_model_times_with_bridge_times(tmp_path, store):
-    from ltrans.artifacts import atomic_write_json, make_key
+def test_speed_compares_stored_base_model_times_with_bridge_times(tmp_path):
+    from ltrans.artifacts import Store, make_key
+    from ltrans.files import atomic_write_json
 
+    store = Store(tmp_path / "cache")  # its own: the session store holds whatever other tests trained
     record = {"name": "mnist_vae", "preset": "tiny", "train_seconds": 120.0}
     store.get_or_create(make_key("base_model", "mnist_vae", test="speed"),
                         lambda d: atomic_write_json(d / "record.json", record))
