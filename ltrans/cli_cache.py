@@ -8,6 +8,15 @@ from ltrans.cli import FORMAT, _emit, _store, cli
 from ltrans.errors import UserError
 
 
+def human_size(n: float) -> str:
+    """A byte count for listings: 512 B, 1.5 KiB, 3.2 GiB."""
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n} B" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    raise AssertionError("unreachable")
+
+
 @cli.group()
 def cache() -> None:
     """The artifact cache (trained base models, latents, synthesised data)."""
@@ -18,8 +27,6 @@ def cache() -> None:
 @click.pass_context
 def cache_ls(ctx: click.Context, fmt: str) -> None:
     """Every cached artifact: kind, name, key, size, creation time."""
-    from ltrans.files import human_size
-
     store = _store(ctx)
     rows = [{"kind": e.kind, "name": e.name, "key": e.digest[:12], "size": human_size(e.size_bytes),
              "size_bytes": e.size_bytes, "created": e.created, "path": str(e.path)}

@@ -78,15 +78,6 @@ def load_arrays(path: Path) -> dict[str, np.ndarray]:
         return {k: npz[k] for k in npz.files}
 
 
-def human_size(n: float) -> str:
-    """A byte count for listings: 512 B, 1.5 KiB, 3.2 GiB."""
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(n) < 1024 or unit == "TiB":
-            return f"{n} B" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    raise AssertionError("unreachable")
-
-
 def file_sha256(path: Path) -> str:
     """sha256 hex of a file, read in chunks."""
     h = hashlib.sha256()

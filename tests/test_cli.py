@@ -14,6 +14,7 @@ from PIL import Image
 
 from ltrans import __version__
 from ltrans.cli import cli
+from ltrans.cli_cache import human_size
 
 
 def run(*args: str):
@@ -154,3 +155,9 @@ def test_bridge_ablate_repeats_a_chosen_variant_over_seeds_and_summarises_it(tmp
     assert bad.exit_code == 2 and "unknown variant 'no such variant'" in bad.output
     assert "'trained classifier', 'frozen classifier'" in bad.output
     assert len((tmp_path / "rows.jsonl").read_text().splitlines()) == 2
+
+
+@pytest.mark.parametrize("n,text", [(0, "0 B"), (1023, "1023 B"), (1536, "1.5 KiB"),
+                                    (5 * 2**30, "5.0 GiB"), (2**50, "1024.0 TiB")])
+def test_human_size(n, text):
+    assert human_size(n) == text

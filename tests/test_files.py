@@ -14,7 +14,6 @@ from ltrans.files import (
     atomic_write_bytes,
     atomic_write_json,
     file_sha256,
-    human_size,
     load_arrays,
     save_arrays,
 )
@@ -65,9 +64,3 @@ def test_file_sha256_streams_across_chunks(tmp_path):
     assert file_sha256(tmp_path / "big.bin") == hashlib.sha256(data).hexdigest()
     (tmp_path / "empty").write_bytes(b"")
     assert file_sha256(tmp_path / "empty") == hashlib.sha256(b"").hexdigest()
-
-
-@pytest.mark.parametrize("n,text", [(0, "0 B"), (1023, "1023 B"), (1536, "1.5 KiB"),
-                                    (5 * 2**30, "5.0 GiB"), (2**50, "1024.0 TiB")])
-def test_human_size(n, text):
-    assert human_size(n) == text
