@@ -14,7 +14,7 @@ from ltrans.models.base import BASE_MODELS, CLASSIFIERS
 from ltrans.models.classifier import build_seeded
 from ltrans.models.space import to_model_space
 from ltrans.models.specgan import time_shift
-from ltrans.models.spoken import OUTLIER, SpokenClassifierConfig, augment, blur, outliers
+from ltrans.models.spoken_classifier import OUTLIER, SpokenClassifierConfig, augment, blur, outliers
 
 AUDIO_MODELS = ["spoken_specgan", "spoken_vae"]
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ltrans.models import classifier, gan, specgan, spoken, vae  # noqa: F401  (registration)
+from ltrans.models import classifier, gan, specgan, spoken, spoken_classifier, vae  # noqa: F401  (registration)
 from ltrans.models.base import BASE_MODELS, CLASSIFIERS, BaseSpec, ClassifierSpec
 
 __all__ = ["BASE_MODELS", "CLASSIFIERS", "BaseSpec", "ClassifierSpec"]

@@ -1,8 +1,9 @@
 """What every frozen base model and domain classifier family provides, and their registries.
 
-A family module (``vae.py``, ``gan.py``, ``specgan.py``, ``classifier.py``) defines a frozen config
-dataclass, an ``nn.Module`` and a ``train_*`` function, and registers named specs here. The zoo
-(``ltrans/models/zoo.py``) trains a spec once, stores it in the artifact store and loads it frozen.
+A family module (``vae.py``, ``gan.py``, ``specgan.py``, ``spoken.py``, ``classifier.py``,
+``spoken_classifier.py``) defines a frozen config dataclass, an ``nn.Module`` and a ``train_*``
+function, and registers named specs here. The zoo (``ltrans/models/zoo.py``) trains a spec once,
+stores it in the artifact store and loads it frozen.
 
 Model space: images are (n, 28, 28) float32 in [0, 1]; spoken digits are normalised log-mel
 spectrograms from ``ltrans.data.audio.to_model_space`` (see that module for the shape).
@@ -27,6 +28,13 @@ class Generative(Protocol):
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:  # (n, latent_dim) -> model space
         ...
+
+
+def check_positive(config: Any, names: tuple[str, ...]) -> None:
+    """Raise ValueError naming the first of ``config``'s fields ``names`` that is not > 0."""
+    for name in names:
+        if getattr(config, name) <= 0:
+            raise ValueError(f"{name} must be > 0, got {getattr(config, name)}")
 
 
 # train(config, split, *, seed, device, progress) -> (trained module in eval mode, info dict of
