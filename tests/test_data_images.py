@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ltrans.data import images
+from ltrans.data import images, safe_pickle
 from ltrans.data.base import DATASETS, LoadRequest, Split
 from ltrans.data.idx import write_idx
 from ltrans.errors import UserError
@@ -237,7 +237,7 @@ def test_digits8_has_no_external_dataset(tmp_path):
 def test_unpickler_rebuilds_numpy_arrays():
     for array in (np.arange(12, dtype=np.uint8).reshape(3, 4), np.array([1.5, -2.0]), np.arange(3)):
         for protocol in range(3, pickle.HIGHEST_PROTOCOL + 1):  # the packaged files use 4
-            back = images.load_numpy_pickle(pickle.dumps(array, protocol=protocol))
+            back = safe_pickle.load_numpy_pickle(pickle.dumps(array, protocol=protocol))
             assert back.dtype == array.dtype and np.array_equal(back, array)
 
 
@@ -251,12 +251,12 @@ def test_unpickler_rebuilds_numpy_arrays():
 )
 def test_unpickler_refuses_anything_but_numpy(payload):
     with pytest.raises(pickle.UnpicklingError, match="refusing to load (os.system|builtins.eval)"):
-        images.load_numpy_pickle(payload)
+        safe_pickle.load_numpy_pickle(payload)
 
 
 def test_unpickler_refuses_object_arrays():
     with pytest.raises(pickle.UnpicklingError, match="numpy array of numbers"):
-        images.load_numpy_pickle(pickle.dumps(np.array([1, "a"], dtype=object)))
+        safe_pickle.load_numpy_pickle(pickle.dumps(np.array([1, "a"], dtype=object)))
 
 
 def test_changed_animal_files_are_reported_not_used(tmp_path, monkeypatch):

@@ -16,8 +16,6 @@ constants (not data statistics), so one map serves every dataset and ``from_mode
 from __future__ import annotations
 
 import math
-import os
-import tempfile
 import wave as wavefile
 from functools import lru_cache
 from pathlib import Path
@@ -27,6 +25,7 @@ import torch
 from torch import Tensor
 
 from ltrans.errors import UserError
+from ltrans.files import atomic_open
 
 SAMPLE_RATE = 16000
 N_SAMPLES = 16000  # 1 s clips
@@ -178,21 +177,15 @@ def read_wav(path: str | Path) -> tuple[np.ndarray, int]:
 
 
 def write_wav(path: str | Path, wave: np.ndarray | Tensor, sample_rate: int = SAMPLE_RATE) -> None:
-    """Write mono 16-bit PCM, clipping to [-1, 1]; atomic (temp file in the same folder, then rename)."""
+    """Write mono 16-bit PCM, clipping to [-1, 1]; atomically (``ltrans.files.atomic_open``)."""
     path = Path(path)
     samples = np.asarray(torch.as_tensor(wave).detach().cpu(), dtype=np.float64).reshape(-1)
     pcm = np.round(np.clip(samples, -1.0, 1.0) * 32767.0).astype("<i2")
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as raw, wavefile.open(raw, "wb") as f:
-            f.setnchannels(1)
-            f.setsampwidth(2)
-            f.setframerate(sample_rate)
-            f.writeframes(pcm.tobytes())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_open(path) as raw, wavefile.open(raw, "wb") as f:
+        f.setnchannels(1)
+        f.setsampwidth(2)
+        f.setframerate(sample_rate)
+        f.writeframes(pcm.tobytes())
 
 
 def resample(wave: np.ndarray, sr_from: int, sr_to: int) -> np.ndarray:

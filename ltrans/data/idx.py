@@ -1,4 +1,5 @@
-"""Reader and writer for the IDX format of the MNIST and Fashion-MNIST files, plain or gzip-compressed.
+"""Reader and writer for the IDX format of the MNIST and Fashion-MNIST files, plain or gzip-compressed,
+and the lookup of the four official files of such a dataset in a data dir.
 
 Layout (http://yann.lecun.com/exdb/mnist/, "FILE FORMATS"): two zero bytes, a type code, the number of
 dimensions, then one big-endian uint32 per dimension, then the values in C order, big-endian.
@@ -7,16 +8,23 @@ dimensions, then one big-endian uint32 per dimension, then the values in C order
 from __future__ import annotations
 
 import gzip
-import os
-import tempfile
 import zlib
 from pathlib import Path
 
 import numpy as np
 
 from ltrans.errors import UserError
+from ltrans.files import atomic_write_bytes
 
 GZIP_MAGIC = b"\x1f\x8b"
+
+# The four official files; each may also end in .gz, and "-images-idx3" may be spelled ".idx3".
+IDX_FILES = {
+    "train_x": ("train-images", 3),
+    "train_y": ("train-labels", 1),
+    "test_x": ("t10k-images", 3),
+    "test_y": ("t10k-labels", 1),
+}
 
 # IDX type code -> big-endian numpy dtype.
 TYPE_CODES: dict[int, np.dtype] = {
@@ -74,7 +82,7 @@ def write_idx(path: str | Path, array: np.ndarray, compress: bool = False) -> Pa
     payload = header + np.ascontiguousarray(array, dtype=TYPE_CODES[code]).tobytes()
     if compress:
         payload = gzip.compress(payload, mtime=0)  # mtime=0: same array, same bytes
-    _write_atomically(path, payload)
+    atomic_write_bytes(path, payload)
     return path
 
 
@@ -91,13 +99,49 @@ def _read_bytes(path: Path) -> bytes:
         raise UserError(f"{path}: corrupt or truncated gzip data: {err}") from None
 
 
-def _write_atomically(path: Path, payload: bytes) -> None:
-    # A reader never sees half a file: write beside the target, then rename over it.
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(payload)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+# ---------------------------------------------------------------- the four files of a dataset
+
+
+def find_idx_files(data_dir: Path, dataset: str, fallback: str) -> dict[str, Path]:
+    """The four IDX files under ``data_dir``, by key of IDX_FILES; a UserError names any missing."""
+    if not data_dir.is_dir():
+        raise UserError(
+            f"{dataset} data dir {data_dir} does not exist; put the four {dataset} idx files there "
+            f"({', '.join(_plain_names())}, optionally .gz), or {fallback}"
+        )
+    found, missing = {}, []
+    for key, (stem, ndim) in IDX_FILES.items():
+        names = [f"{stem}{sep}idx{ndim}-ubyte{gz}" for sep in ("-", ".") for gz in ("", ".gz")]
+        hits = [data_dir / n for n in names if (data_dir / n).is_file()]
+        if hits:
+            found[key] = hits[0]  # plain before .gz, the official "-" spelling before "."
+        else:
+            missing.append(names[0])
+    if missing:
+        raise UserError(
+            f"{dataset} data dir {data_dir} lacks {', '.join(missing)} (or the same with .gz); "
+            f"put the four {dataset} idx files there, or {fallback}"
+        )
+    return found
+
+
+def read_idx_examples(images_path: Path, labels_path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """uint8 images (n, 28, 28) and int64 labels (n,) in 0..9 from an MNIST-format pair of IDX files."""
+    images, labels = read_idx(images_path), read_idx(labels_path)
+    if images.dtype != np.uint8 or images.shape[1:] != (28, 28):
+        raise UserError(
+            f"{images_path}: expected uint8 images of shape (n, 28, 28), got {images.dtype} {images.shape}"
+        )
+    if labels.dtype != np.uint8 or labels.ndim != 1:
+        raise UserError(
+            f"{labels_path}: expected a 1-d uint8 label vector, got {labels.dtype} {labels.shape}"
+        )
+    if len(labels) != len(images):
+        raise UserError(f"{labels_path} has {len(labels)} labels but {images_path} has {len(images)} images")
+    if len(labels) and labels.max() > 9:
+        raise UserError(f"{labels_path}: labels must be 0..9, found {int(labels.max())}")
+    return images, labels.astype(np.int64)
+
+
+def _plain_names() -> list[str]:
+    return [f"{stem}-idx{ndim}-ubyte" for stem, ndim in IDX_FILES.values()]

@@ -12,7 +12,6 @@ import functools
 import gzip
 import hashlib
 import importlib.util
-import io
 import pickle
 from collections import defaultdict
 from pathlib import Path
@@ -20,7 +19,8 @@ from pathlib import Path
 import numpy as np
 
 from ltrans.data.base import DATASETS, Domain, Examples, LoadRequest, Split, stratified_split
-from ltrans.data.idx import read_idx
+from ltrans.data.idx import find_idx_files, read_idx_examples
+from ltrans.data.safe_pickle import load_numpy_pickle
 from ltrans.errors import UserError
 
 TEST_FRACTION = 0.2
@@ -38,14 +38,6 @@ FASHION_NAMES = (
     "Bag",
     "Ankle boot",
 )
-
-# The four official files; each may also end in .gz, and "-images-idx3" may be spelled ".idx3".
-IDX_FILES = {
-    "train_x": ("train-images", 3),
-    "train_y": ("train-labels", 1),
-    "test_x": ("t10k-images", 3),
-    "test_y": ("t10k-labels", 1),
-}
 
 # animal-mnist==0.4 data files, measured when this loader was written: a changed package is reported.
 ANIMAL_FILES = {
@@ -101,57 +93,11 @@ def _pull_duplicates_out_of_test(
 # ---------------------------------------------------------------- real datasets (IDX files)
 
 
-def find_idx_files(data_dir: Path, dataset: str, fallback: str) -> dict[str, Path]:
-    """The four IDX files under ``data_dir``, by key of IDX_FILES; a UserError names any missing."""
-    if not data_dir.is_dir():
-        raise UserError(
-            f"{dataset} data dir {data_dir} does not exist; put the four {dataset} idx files there "
-            f"({', '.join(_plain_names())}, optionally .gz), or {fallback}"
-        )
-    found, missing = {}, []
-    for key, (stem, ndim) in IDX_FILES.items():
-        names = [f"{stem}{sep}idx{ndim}-ubyte{gz}" for sep in ("-", ".") for gz in ("", ".gz")]
-        hits = [data_dir / n for n in names if (data_dir / n).is_file()]
-        if hits:
-            found[key] = hits[0]  # plain before .gz, the official "-" spelling before "."
-        else:
-            missing.append(names[0])
-    if missing:
-        raise UserError(
-            f"{dataset} data dir {data_dir} lacks {', '.join(missing)} (or the same with .gz); "
-            f"put the four {dataset} idx files there, or {fallback}"
-        )
-    return found
-
-
 def load_idx_split(data_dir: Path, dataset: str, fallback: str) -> Split:
     """The official train/test split of the MNIST-format files under ``data_dir``, in file order."""
     files = find_idx_files(data_dir, dataset, fallback)
-    return Split(
-        _idx_examples(files["train_x"], files["train_y"]),
-        _idx_examples(files["test_x"], files["test_y"]),
-    )
-
-
-def _idx_examples(images_path: Path, labels_path: Path) -> Examples:
-    images, labels = read_idx(images_path), read_idx(labels_path)
-    if images.dtype != np.uint8 or images.shape[1:] != (28, 28):
-        raise UserError(
-            f"{images_path}: expected uint8 images of shape (n, 28, 28), got {images.dtype} {images.shape}"
-        )
-    if labels.dtype != np.uint8 or labels.ndim != 1:
-        raise UserError(
-            f"{labels_path}: expected a 1-d uint8 label vector, got {labels.dtype} {labels.shape}"
-        )
-    if len(labels) != len(images):
-        raise UserError(f"{labels_path} has {len(labels)} labels but {images_path} has {len(images)} images")
-    if len(labels) and labels.max() > 9:
-        raise UserError(f"{labels_path}: labels must be 0..9, found {int(labels.max())}")
-    return Examples(to_unit(images), labels.astype(np.int64))
-
-
-def _plain_names() -> list[str]:
-    return [f"{stem}-idx{ndim}-ubyte" for stem, ndim in IDX_FILES.values()]
+    train, test = (read_idx_examples(files[f"{part}_x"], files[f"{part}_y"]) for part in ("train", "test"))
+    return Split(Examples(to_unit(train[0]), train[1]), Examples(to_unit(test[0]), test[1]))
 
 
 # ---------------------------------------------------------------- embedded data
@@ -218,38 +164,6 @@ def _load_numpy_gzip_pickle(path: Path) -> np.ndarray:
         return load_numpy_pickle(gzip.decompress(raw))
     except (pickle.UnpicklingError, EOFError, OSError, ValueError) as err:
         raise UserError(f"{path}: {err}") from None
-
-
-class NumpyOnlyUnpickler(pickle.Unpickler):
-    """Unpickler that can rebuild plain numpy arrays and nothing else: no code runs from the file."""
-
-    @staticmethod
-    def _allowed() -> dict[tuple[str, str], object]:
-        core = getattr(np, "_core", None) or np.core  # numpy 2 moved numpy.core to numpy._core
-        reconstruct = core.multiarray._reconstruct
-        return {
-            ("numpy.core.multiarray", "_reconstruct"): reconstruct,
-            ("numpy._core.multiarray", "_reconstruct"): reconstruct,
-            ("numpy", "ndarray"): np.ndarray,
-            ("numpy", "dtype"): np.dtype,
-            # protocol 5 pickles rebuild from a raw buffer instead of _reconstruct + __setstate__
-            ("numpy.core.numeric", "_frombuffer"): core.numeric._frombuffer,
-            ("numpy._core.numeric", "_frombuffer"): core.numeric._frombuffer,
-        }
-
-    def find_class(self, module: str, name: str) -> object:
-        found = self._allowed().get((module, name))
-        if found is None:
-            raise pickle.UnpicklingError(f"refusing to load {module}.{name}: only numpy arrays are allowed")
-        return found
-
-
-def load_numpy_pickle(data: bytes) -> np.ndarray:
-    """The numpy array pickled in ``data``; any other object, or an object array, is refused."""
-    obj = NumpyOnlyUnpickler(io.BytesIO(data)).load()
-    if not isinstance(obj, np.ndarray) or obj.dtype.hasobject:
-        raise pickle.UnpicklingError(f"expected a numpy array of numbers, got {type(obj).__name__}")
-    return obj
 
 
 @functools.cache
