@@ -97,16 +97,23 @@ def kill_group(proc: subprocess.Popen) -> None:
         pass
 
 
-@pytest.mark.slow
-def test_sigkill_mid_sweep_then_resume_keeps_finished_trials_and_meets_the_budget(tmp_path, _session_cache):
-    run = tmp_path / "run"
-    proc = start_cli("run", str(sweep_file(tmp_path, "killed")), "--out", str(run))
+def sigkill_mid_sweep(path: Path, run: Path) -> dict[int, dict]:
+    """Start the 4-trial sweep ``path`` into ``run``, SIGKILL its driver while a trial trains (after at
+    least one has finished), and return the ledger's finished trials by number."""
+    proc = start_cli("run", str(path), "--out", str(run))
     wait_for(lambda: trial_in_flight(run))
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait(timeout=30)
     kill_group(proc)
     before = {e["number"]: e for e in ledger_lines(run) if e.get("kind") == "trial"}
     assert 1 <= len(before) < 4
+    return before
+
+
+@pytest.mark.slow
+def test_sigkill_mid_sweep_then_resume_keeps_finished_trials_and_meets_the_budget(tmp_path, _session_cache):
+    run = tmp_path / "run"
+    before = sigkill_mid_sweep(sweep_file(tmp_path, "killed"), run)
     code, out = finish(start_cli("resume", str(run)))
     assert code == 0, out
     trials = assert_consistent(run, "killed", 4)

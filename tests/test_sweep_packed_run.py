@@ -4,21 +4,16 @@ the fault behaviour of tests/test_sweep_faults.py (killed driver, raising and di
 from __future__ import annotations
 
 import json
-import os
-import signal
 
 import pandas as pd
 import pytest
 from test_sweep_faults import (
     assert_consistent,
     finish,
-    kill_group,
-    ledger_lines,
     run_faulty_grid,
+    sigkill_mid_sweep,
     start_cli,
     sweep_file,
-    trial_in_flight,
-    wait_for,
 )
 
 ASHA = {"type": "asha", "grace_period": 50, "reduction_factor": 2, "metric": "loss_recon", "mode": "min"}
@@ -48,13 +43,7 @@ def test_a_packed_sweep_records_every_member_as_its_own_trial(tmp_path, _session
 @pytest.mark.slow
 def test_sigkill_mid_packed_sweep_then_resume_keeps_finished_members(tmp_path, _session_cache):
     run = tmp_path / "run"
-    proc = start_cli("run", str(sweep_file(tmp_path, "killed", pack=2)), "--out", str(run))
-    wait_for(lambda: trial_in_flight(run))  # the first pack has ended, the second is training
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait(timeout=30)
-    kill_group(proc)
-    before = {e["number"]: e for e in ledger_lines(run) if e.get("kind") == "trial"}
-    assert 1 <= len(before) < 4
+    before = sigkill_mid_sweep(sweep_file(tmp_path, "killed", pack=2), run)  # the first pack has ended
     code, out = finish(start_cli("resume", str(run)))
     assert code == 0, out
     after = assert_consistent(run, "killed", 4).set_index("number")
