@@ -96,8 +96,12 @@ def _pull_duplicates_out_of_test(
 def load_idx_split(data_dir: Path, dataset: str, fallback: str) -> Split:
     """The official train/test split of the MNIST-format files under ``data_dir``, in file order."""
     files = find_idx_files(data_dir, dataset, fallback)
-    train, test = (read_idx_examples(files[f"{part}_x"], files[f"{part}_y"]) for part in ("train", "test"))
-    return Split(Examples(to_unit(train[0]), train[1]), Examples(to_unit(test[0]), test[1]))
+
+    def examples(part: str) -> Examples:
+        images, labels = read_idx_examples(files[f"{part}_x"], files[f"{part}_y"])
+        return Examples(to_unit(images), labels)
+
+    return Split(examples("train"), examples("test"))
 
 
 # ---------------------------------------------------------------- embedded data
