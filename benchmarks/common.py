@@ -88,7 +88,11 @@ def table(rows: list[dict[str, Any]], columns: list[str]) -> str:
     return "\n".join(lines)
 
 
-def write_json(path: Path, payload: dict[str, Any]) -> None:
+def write_json(path: Path, payload: dict[str, Any], quiet: bool = False) -> None:
+    """payload as JSON at path, written atomically: a benchmark killed mid-write leaves the old file."""
+    from ltrans.files import atomic_write_text
+
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(payload, indent=2, default=str, allow_nan=True) + "\n")
-    print(f"\nwrote {path}")
+    atomic_write_text(path, json.dumps(payload, indent=2, default=str, allow_nan=True) + "\n")
+    if not quiet:
+        print(f"\nwrote {path}")

@@ -6,6 +6,12 @@
 #   bash benchmarks/gpu.sh              # from anywhere, with the project's environment active
 #   QUICK=1 bash benchmarks/gpu.sh      # every benchmark with --quick
 #   STEP_LIMIT=120 bash benchmarks/gpu.sh   # stop any one step after 120 s (default 600) and go on
+#   ONLY="throughput sweep" bash benchmarks/gpu.sh   # only these steps, of: efficiency throughput
+#                                                    # bridge_vs_base sweep (default all, in that order)
+#
+# Where one command may run at most 10 minutes (a lent GPU machine), run it as two commands:
+# ONLY="throughput sweep", then ONLY="efficiency bridge_vs_base". sweep_throughput writes its JSON after
+# each of its four variants, so a step stopped by STEP_LIMIT keeps the variants it finished.
 #
 # Writes out/bench/gpu/{efficiency,sweep_throughput,bridge_vs_base}.json, a run folder of the packed sweep
 # and gpu.log (everything printed), and prints each benchmark's table. Exits 2 when torch sees no CUDA
@@ -15,6 +21,13 @@ cd "$(dirname "$0")/.."
 PY=${PYTHON:-python}
 OUT=${OUT_DIR:-out/bench/gpu}
 QUICK_FLAG=${QUICK:+--quick}
+STEPS=${ONLY:-efficiency throughput bridge_vs_base sweep}
+for name in $STEPS; do
+  case $name in efficiency|throughput|bridge_vs_base|sweep) ;;
+    *) echo "error: unknown step '$name' in ONLY; steps: efficiency throughput bridge_vs_base sweep"; exit 2 ;;
+  esac
+done
+wanted() { [[ " $STEPS " == *" $1 "* ]]; }
 mkdir -p "$OUT"
 export LTRANS_CACHE=${LTRANS_CACHE:-$PWD/$OUT/cache} RAY_AUTH_MODE=disabled
 exec > >(tee "$OUT/gpu.log") 2>&1
@@ -36,9 +49,16 @@ step() {
   [ "$rc" = 0 ] || [ "$STATUS" != 0 ] || STATUS=$rc
 }
 
-step "$PY" benchmarks/efficiency.py --device cuda $QUICK_FLAG --json "$OUT/efficiency.json"
-step "$PY" benchmarks/sweep_throughput.py --device cuda $QUICK_FLAG --json "$OUT/sweep_throughput.json"
-step "$PY" benchmarks/bridge_vs_base.py --device cuda $QUICK_FLAG --json "$OUT/bridge_vs_base.json"
+if wanted efficiency; then
+  step "$PY" benchmarks/efficiency.py --device cuda $QUICK_FLAG --json "$OUT/efficiency.json"
+fi
+if wanted throughput; then
+  step "$PY" benchmarks/sweep_throughput.py --device cuda $QUICK_FLAG --json "$OUT/sweep_throughput.json"
+fi
+if wanted bridge_vs_base; then
+  step "$PY" benchmarks/bridge_vs_base.py --device cuda $QUICK_FLAG --json "$OUT/bridge_vs_base.json"
+fi
+wanted sweep || { echo; echo "JSON in $OUT"; exit $STATUS; }
 
 # A packed sweep on the GPU: 64 smoke-size bridges over the loss weights and learning rate, packs of 16,
 # four packs sharing the GPU; each member is one Optuna trial with its own row in trials.parquet.

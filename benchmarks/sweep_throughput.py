@@ -159,10 +159,15 @@ def main(argv: list[str] | None = None) -> dict:
             folder.mkdir()
             print(f"running {name} ...", flush=True)
             results[name] = run(folder)
-    return report(results, n, fixed, pack, concurrency, prep, device, args)
+            print(f"  {results[name][0]:.1f} s, {len(results[name][1])} trials", flush=True)
+            if len(results) < len(variants):  # a run cut short (a GPU lease, a timeout) keeps what it measured
+                write_json(args.json, measured(results, n, fixed, pack, concurrency, prep, device, args), quiet=True)
+    return report(measured(results, n, fixed, pack, concurrency, prep, device, args), fixed, prep, args.json)
 
 
-def report(results: dict, n: int, fixed: dict, pack: int, concurrency: int, prep: float, device: str, args) -> dict:
+def measured(results: dict, n: int, fixed: dict, pack: int, concurrency: int, prep: float, device: str,
+             args) -> dict:
+    """The JSON payload of the variants run so far (in order, (a) first); ``complete`` once all four ran."""
     names = list(results)
     wall_a, reference = results[names[0]]
     rows = []
@@ -173,18 +178,25 @@ def report(results: dict, n: int, fixed: dict, pack: int, concurrency: int, prep
                      "x (a)": wall_a / wall * len(found) / max(len(reference), 1),
                      "max |d acc| vs (a)": compare(found, reference)["max_abs_diff"],
                      "eval s/trial": sum(evals) / max(len(evals), 1)})
-    print(f"\n{n} bridge configurations ({fixed['bridge.steps']} steps, smoke preset, seed 0), {concurrency} at a "
-          f"time on {device}; base models prepared beforehand in {prep:.1f} s\n")
+    complete = len(rows) == 4
+    return {"benchmark": "sweep_throughput", "quick": args.quick, "complete": complete, "machine": machine(device),
+            "configs": n, "fixed": fixed, "pack": pack, "concurrency": concurrency, "prepare_s": prep, "rows": rows,
+            "ratio_d_to_a": rows[3]["x (a)"] if complete else None,
+            "ratio_d_to_b": rows[3]["trials/hour"] / rows[1]["trials/hour"] if complete else None,
+            "accuracy": {name: {str(k): v for k, v in found.items()} for name, (_, found) in results.items()},
+            "agreement": {name: compare(found, reference) for name, (_, found) in results.items()}}
+
+
+def report(payload: dict, fixed: dict, prep: float, path: Path) -> dict:
+    """Print the table and the ratios of a complete run, and write its JSON."""
+    rows = payload["rows"]
+    print(f"\n{payload['configs']} bridge configurations ({fixed['bridge.steps']} steps, smoke preset, seed 0), "
+          f"{payload['concurrency']} at a time on {payload['machine']['device']}; base models prepared beforehand "
+          f"in {prep:.1f} s\n")
     print(table(rows, list(rows[0])))
-    d, b = rows[3], rows[1]
-    print(f"\npacked sweep: {d['x (a)']:.1f}x the trials/hour of (a), {d['trials/hour'] / b['trials/hour']:.1f}x "
+    print(f"\npacked sweep: {payload['ratio_d_to_a']:.1f}x the trials/hour of (a), {payload['ratio_d_to_b']:.1f}x "
           f"of (b); accuracies agree with (a) within {max(r['max |d acc| vs (a)'] for r in rows):.3g}")
-    payload = {"benchmark": "sweep_throughput", "quick": args.quick, "machine": machine(device), "configs": n,
-               "fixed": fixed, "pack": pack, "concurrency": concurrency, "prepare_s": prep, "rows": rows,
-               "ratio_d_to_a": d["x (a)"], "ratio_d_to_b": d["trials/hour"] / b["trials/hour"],
-               "accuracy": {name: {str(k): v for k, v in found.items()} for name, (_, found) in results.items()},
-               "agreement": {name: compare(found, results[names[0]][1]) for name, (_, found) in results.items()}}
-    write_json(args.json, payload)
+    write_json(path, payload)
     return payload
 
 

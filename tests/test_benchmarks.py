@@ -100,3 +100,43 @@ def test_sweep_throughput_always_packs_and_never_exceeds_the_concurrent_trials(m
             assert 2 <= k <= n  # always packs, never more members than configurations
             assert math.ceil(n / k) <= concurrency  # no more packs than trials run at once
     assert pack_size(64, 2) == 32 and pack_size(4, 8) == 2
+
+
+def test_sweep_throughput_payload_of_a_run_cut_short_keeps_its_variants_without_ratios(monkeypatch):
+    # benchmarks/gpu.sh may run out of its lease mid-benchmark: the JSON written after each variant
+    # must hold what was measured and claim no ratio until all four ran.
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    from argparse import Namespace
+
+    from sweep_throughput import measured
+
+    configs = {(0.001,): {"transfer_a_to_b": 0.5, "transfer_b_to_a": 0.25, "eval_seconds": 1.0},
+               (0.003,): {"transfer_a_to_b": 0.75, "transfer_b_to_a": 0.5, "eval_seconds": 3.0}}
+    walls = {"(a)": 100.0, "(b)": 40.0, "(c)": 50.0, "(d)": 20.0}
+    results = {}
+    for name, wall in walls.items():
+        results[name] = (wall, configs)
+        payload = measured(results, 2, {}, 2, 2, 1.0, "cpu", Namespace(quick=True))
+        assert [r["variant"] for r in payload["rows"]] == list(results)
+        assert payload["complete"] == (len(results) == 4)
+        assert [r["x (a)"] for r in payload["rows"]] == pytest.approx([100.0 / w for w in list(walls.values())[:len(results)]])
+        assert all(r["eval s/trial"] == pytest.approx(2.0) and r["max |d acc| vs (a)"] == 0 for r in payload["rows"])
+    assert payload["ratio_d_to_a"] == pytest.approx(5.0) and payload["ratio_d_to_b"] == pytest.approx(2.0)
+    partial = measured(dict(list(results.items())[:3]), 2, {}, 2, 2, 1.0, "cpu", Namespace(quick=True))
+    assert partial["ratio_d_to_a"] is None and partial["ratio_d_to_b"] is None
+
+
+@pytest.mark.parametrize(("only", "message"), [
+    ("throughput sweeps", "unknown step 'sweeps' in ONLY; steps: efficiency throughput bridge_vs_base sweep"),
+    ("throughput sweep", "torch sees no CUDA device"),
+])
+def test_gpu_script_refuses_a_wrong_step_or_a_machine_without_cuda(tmp_path, only, message):
+    import torch
+
+    if torch.cuda.is_available() and "CUDA" in message:
+        pytest.skip("this machine has CUDA")
+    env = {**os.environ, "ONLY": only, "OUT_DIR": str(tmp_path / "gpu"), "PYTHON": sys.executable}
+    proc = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu.sh")], capture_output=True, text=True,
+                          env=env, timeout=120, check=False)
+    assert proc.returncode == 2 and message in proc.stdout + proc.stderr
+    assert not list((tmp_path / "gpu").glob("*.json"))  # nothing measured, nothing written
