@@ -1,5 +1,5 @@
 """Image domains on their real data: shapes, ranges, balanced disjoint splits fixed by the seed, the IDX
-folders the tests write, helpful errors, and the numpy-only unpickler."""
+folders the tests write, and helpful errors (the numpy-only unpickler: test_safe_pickle.py)."""
 
 from __future__ import annotations
 
