@@ -13,6 +13,7 @@ DEVICE = click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), de
                       show_default=True, help="Where to train; auto picks CUDA when present.")
 PRESET = click.option("--preset", "base_preset", type=click.Choice(["full", "tiny"]), default="full",
                       show_default=True, help="Base-model size: full, or tiny (seconds; for tests).")
+CLASSIFIER_PREFIX = "classifier:"  # `base ls` and `base train` name a domain classifier classifier:DOMAIN
 
 
 def _base_names() -> list[str]:
@@ -33,18 +34,25 @@ def base() -> None:
 @DEVICE
 @click.pass_context
 def base_train(ctx: click.Context, name: str, base_preset: str, device: str) -> None:
-    """Train base model NAME (and its domain classifier) once; later runs are cache hits."""
+    """Train base model NAME (and its domain classifier) once; later runs are cache hits.
+
+    NAME may also be classifier:DOMAIN (as `base ls` lists them) to train only that domain's classifier,
+    for example classifier:digits8, whose domain has no base model."""
     from ltrans.models import zoo
-    from ltrans.models.base import BASE_MODELS
+    from ltrans.models.base import BASE_MODELS, CLASSIFIERS
 
     _base_names()
-    spec = BASE_MODELS[name]
     device = zoo.resolve_device(device)
+    if name.startswith(CLASSIFIER_PREFIX):
+        domain = name[len(CLASSIFIER_PREFIX):]
+        CLASSIFIERS[domain]  # unknown -> one line naming the known domains
+        _echo_trained(zoo.classifier(domain, store=_store(ctx), preset=base_preset, device=device, progress=True))
+        return
+    spec = BASE_MODELS[name]
     for trained in (zoo.base_model(name, store=_store(ctx), preset=base_preset, device=device, progress=True),
                     zoo.classifier(spec.domain, store=_store(ctx), preset=base_preset, device=device,
                                    progress=True)):
-        r = trained.record
-        click.echo(f"{r['kind']} {r['name']}: {r['train_seconds']:.1f} s training, {json.dumps(r['info'])}")
+        _echo_trained(trained)
     from ltrans.samples import sample_quality  # samples judged by the domain classifier, stored for `base ls`
 
     q = sample_quality(name, store=_store(ctx), preset=base_preset, device=device)
@@ -52,6 +60,11 @@ def base_train(ctx: click.Context, name: str, base_preset: str, device: str) -> 
                f"per class {class_figures(q['confident_per_class'], spec.domain)}")
     if "class_conditional" in q:
         _echo_conditional(name, q["class_conditional"], spec.domain)
+
+
+def _echo_trained(trained) -> None:
+    r = trained.record
+    click.echo(f"{r['kind']} {r['name']}: {r['train_seconds']:.1f} s training, {json.dumps(r['info'])}")
 
 
 def class_figures(values: dict, domain: str) -> str:
@@ -92,7 +105,7 @@ def base_ls(ctx: click.Context, base_preset: str, fmt: str) -> None:
                      "quality": _quality(record, store), "info": record["info"] if record else None})
     for domain in CLASSIFIERS.names():
         record = zoo.is_trained(domain, store=store, preset=base_preset, kind="classifier")
-        rows.append({"name": f"classifier:{domain}", "kind": "classifier", "domain": domain, "latent_dim": "",
+        rows.append({"name": f"{CLASSIFIER_PREFIX}{domain}", "kind": "classifier", "domain": domain, "latent_dim": "",
                      "status": "trained" if record else "not trained",
                      "train_s": round(record["train_seconds"], 1) if record else "",
                      "quality": _quality(record), "info": record["info"] if record else None})

@@ -80,6 +80,22 @@ def test_base_sample_writes_a_class_grid_and_wavs_for_audio(store, tmp_path):
     assert row["quality"] == f"confident samples {quality['confident_fraction']:.1%}"
 
 
+def test_base_train_trains_a_classifier_alone_by_its_listed_name(store):
+    """digits8 has a classifier but no base model: `base train classifier:digits8` trains just it, once."""
+    run = CliRunner().invoke
+    first = run(cli, ["base", "train", "classifier:digits8", "--preset", "tiny"], catch_exceptions=False)
+    assert first.exit_code == 0, first.output
+    record = zoo.is_trained("digits8", store=store, preset="tiny", kind="classifier")
+    assert record and record["info"]["test_accuracy"] > 0.8  # chance is 0.1
+    again = run(cli, ["base", "train", "classifier:digits8", "--preset", "tiny"], catch_exceptions=False)
+    assert again.stdout == first.stdout  # a cache hit: the same record, training time included
+    listing = json.loads(run(cli, ["base", "ls", "--preset", "tiny", "-f", "json"], catch_exceptions=False).output)
+    row = next(r for r in listing if r["name"] == "classifier:digits8")
+    assert (row["status"], row["quality"]) == ("trained", f"test acc {record['info']['test_accuracy']:.4g}")
+    unknown = run(cli, ["base", "train", "classifier:fashion", "--preset", "tiny"])
+    assert unknown.exit_code == 2 and "digits8" in unknown.output and "Traceback" not in unknown.output
+
+
 def test_class_gaussians_match_the_aggregate_posterior_moments():
     """Mean and covariance of the mixture of N(mu_i, diag std_i^2): mean(mu), cov(mu) + mean(std^2)."""
     g = torch.Generator().manual_seed(0)
