@@ -48,6 +48,11 @@ def base_train(ctx: click.Context, name: str, base_preset: str, device: str) -> 
         CLASSIFIERS[domain]  # unknown -> one line naming the known domains
         _echo_trained(zoo.classifier(domain, store=_store(ctx), preset=base_preset, device=device, progress=True))
         return
+    if name not in BASE_MODELS:
+        from ltrans.errors import UserError
+
+        raise UserError(f"unknown base model {name!r}. Known: {', '.join(BASE_MODELS.names())}; or a domain "
+                        f"classifier alone: {', '.join(CLASSIFIER_PREFIX + d for d in CLASSIFIERS.names())}")
     spec = BASE_MODELS[name]
     for trained in (zoo.base_model(name, store=_store(ctx), preset=base_preset, device=device, progress=True),
                     zoo.classifier(spec.domain, store=_store(ctx), preset=base_preset, device=device,

@@ -94,6 +94,8 @@ def test_base_train_trains_a_classifier_alone_by_its_listed_name(store):
     assert (row["status"], row["quality"]) == ("trained", f"test acc {record['info']['test_accuracy']:.4g}")
     unknown = run(cli, ["base", "train", "classifier:fashion", "--preset", "tiny"])
     assert unknown.exit_code == 2 and "digits8" in unknown.output and "Traceback" not in unknown.output
+    typo = run(cli, ["base", "train", "mnist_vea", "--preset", "tiny"])
+    assert typo.exit_code == 2 and "mnist_vae" in typo.output and "classifier:digits8" in typo.output
 
 
 def test_class_gaussians_match_the_aggregate_posterior_moments():
