@@ -123,7 +123,8 @@ def prepare(spec: SweepSpec, cache_root: Path | None, echo: Echo) -> dict:
         for base in sorted({base_config(spec, pair).base, *bases}):
             echo(f"preparing {pair} ({base} base models, classifiers, latents; cached in {store.root})")
             start = time.perf_counter()
-            out[f"{pair}/{base}"] = load_pair(pair, store=store, preset=base, progress=False)
+            # First use trains the base models (minutes): show their progress bars in a terminal.
+            out[f"{pair}/{base}"] = load_pair(pair, store=store, preset=base, progress=sys.stderr.isatty())
             echo(f"  ready in {time.perf_counter() - start:.1f} s")
     return out
 
