@@ -89,7 +89,10 @@ def test_digits_are_separable_by_a_linear_model():
     assert model.score(_word_features(test.x), test.y) > 0.9  # measured 0.96 on voices/rates never seen
 
 
-def test_embedded_loader_caches_then_splits_stratified(store, monkeypatch):
+def test_embedded_loader_caches_then_splits_stratified(tmp_path, monkeypatch):
+    from ltrans.artifacts import Store
+
+    store = Store(tmp_path / "cache")  # its own: a 5-a-class dataset must not join the session's store
     monkeypatch.setattr(spoken, "DEFAULT_N_PER_CLASS", 5)
     expected = make_spoken_digits(5, spoken.SYNTH_SEED)
     load = DATASETS["spoken_digits"].load

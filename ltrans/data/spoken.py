@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import _ctypes
 import ctypes
+import sys
 import threading
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -176,6 +177,9 @@ def _load_embedded(request: LoadRequest) -> Examples:
     )
 
     def build(tmp_dir: Path) -> None:
+        if sys.stderr.isatty():  # the one wait of this kind on a fresh machine: say what it is
+            print(f"synthesising the spoken_digits dataset with eSpeak NG ({n_per_class * len(CLASS_NAMES):,} "
+                  f"clips, ~30 s, once; cached in {request.store.root})", file=sys.stderr, flush=True)
         data = make_spoken_digits(n_per_class, SYNTH_SEED)
         pcm = np.round(data.x * 32767).astype(np.int16)  # half the size of float32, and exact (see _clip)
         save_arrays(tmp_dir / "spoken_digits.npz", pcm=pcm, y=data.y)
