@@ -19,7 +19,7 @@ import torch
 
 from ltrans.bridge.config import BridgeConfig
 from ltrans.bridge.procrustes import fit_procrustes
-from ltrans.bridge.train import BridgeResult, train_bridge, translate_latents
+from ltrans.bridge.train import BridgeResult, _non_finite, train_bridge, translate_latents
 from ltrans.metrics.row import MetricsRow, config_hash, git_sha
 from ltrans.metrics.transfer import Side, evaluate
 from ltrans.pairs import PAIRS
@@ -111,15 +111,27 @@ def bridge_row(cfg: TrialConfig, data: PairData, result: BridgeResult) -> Metric
     status = {"ok": "ok", "stopped": "pruned", "failed": "failed"}[result.status]
     metrics: dict[str, Any] = {f"loss_{k}": v for k, v in result.losses.items()}
     eval_seconds = 0.0
+    if status == "ok" and (bad := _held_out_problem(data)):
+        status, result = "failed", dataclasses.replace(result, reason=bad)
     if status == "ok":
         start = time.perf_counter()
         metrics |= _evaluate_bridge(result, data, cfg)
         eval_seconds = time.perf_counter() - start
-        bad = [k for k, v in metrics.items() if isinstance(v, float) and not math.isfinite(v)]
-        if bad:
-            status, result = "failed", dataclasses.replace(result, reason=f"non-finite metrics: {bad}")
+        if bad := _non_finite_metrics(metrics):
+            status, result = "failed", dataclasses.replace(result, reason=bad)
     return MetricsRow(cfg.pair, cfg.method, cfg.seed, config_hash(dataclasses.asdict(cfg)), status, result.reason,
                       result.steps, result.wall_s, eval_seconds, git_sha(), metrics)
+
+
+def _held_out_problem(data: PairData) -> str:
+    """Why the held-out latents cannot be evaluated on (non-finite values), or ''."""
+    bad = _non_finite(data.a.latents.test, data.b.latents.test)
+    return f"held-out {bad}" if bad else ""
+
+
+def _non_finite_metrics(metrics: dict[str, Any]) -> str:
+    bad = [k for k, v in metrics.items() if isinstance(v, float) and not math.isfinite(v)]
+    return f"non-finite metrics: {bad}" if bad else ""
 
 
 def _evaluate_bridge(result: BridgeResult, data: PairData, cfg: TrialConfig) -> dict[str, Any]:
@@ -138,15 +150,18 @@ def _evaluate_bridge(result: BridgeResult, data: PairData, cfg: TrialConfig) -> 
 
 
 def _run_procrustes(cfg: TrialConfig, data: PairData, resolved: dict) -> tuple[MetricsRow, Any]:
+    def failed(reason: str, fit_s: float, eval_s: float = 0.0, metrics: dict | None = None) -> tuple[MetricsRow, None]:
+        return MetricsRow(cfg.pair, cfg.method, cfg.seed, config_hash(resolved), "failed", reason, 0, fit_s, eval_s,
+                          git_sha(), metrics or {}), None
+
     start = time.perf_counter()
-    n_sup = cfg.bridge.n_sup
+    train_a, train_b = data.a.latents.train, data.b.latents.train
+    if bad := _non_finite(train_a, train_b) or _held_out_problem(data):
+        return failed(bad, 0.0)
     try:
-        fitted = fit_procrustes(data.a.latents.train, data.b.latents.train, n_sup=n_sup, seed=cfg.seed,
-                                method=cfg.procrustes)
-    except ValueError as err:  # e.g. n_sup = 0: nothing to fit on
-        row = MetricsRow(cfg.pair, cfg.method, cfg.seed, config_hash(resolved), "failed", str(err), 0,
-                         time.perf_counter() - start, 0.0, git_sha(), {})
-        return row, None
+        fitted = fit_procrustes(train_a, train_b, n_sup=cfg.bridge.n_sup, seed=cfg.seed, method=cfg.procrustes)
+    except (ValueError, torch.linalg.LinAlgError) as err:  # e.g. n_sup = 0: nothing to fit on
+        return failed(str(err), time.perf_counter() - start)
     fit_seconds = time.perf_counter() - start
 
     def translate(z: torch.Tensor, src: str, dst: str) -> torch.Tensor:
@@ -156,6 +171,8 @@ def _run_procrustes(cfg: TrialConfig, data: PairData, resolved: dict) -> tuple[M
 
     start = time.perf_counter()
     metrics = evaluate(translate, data.a, data.b, n_eval=cfg.n_eval, seed=cfg.seed, with_reconstruction=False)
+    if bad := _non_finite_metrics(metrics):
+        return failed(bad, fit_seconds, time.perf_counter() - start, metrics)
     row = MetricsRow(cfg.pair, cfg.method, cfg.seed, config_hash(resolved), "ok", "", 0, fit_seconds,
                      time.perf_counter() - start, git_sha(), metrics)
     return row, fitted

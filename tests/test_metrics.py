@@ -30,6 +30,15 @@ def test_frechet_distance_is_zero_for_one_set_and_symmetric():
         frechet_distance(x, y[:, :3])
 
 
+def test_frechet_distance_of_non_finite_features_is_nan_not_an_error():
+    # A diverged translator's features: the trial must end as failed (non-finite metric), not raise.
+    rng = np.random.default_rng(2)
+    x, y = rng.standard_normal((100, 4)), rng.standard_normal((100, 4))
+    for bad in (np.nan, np.inf):
+        y[3, 1] = bad
+        assert np.isnan(frechet_distance(x, y)) and np.isnan(frechet_distance(y, x))
+
+
 def test_confusion_and_entropy_known_answers():
     src = np.array([0, 0, 1, 1, 2, 2, 2, 2])
     dst = np.array([0, 0, 1, 2, 2, 2, 3, 3])

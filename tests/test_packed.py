@@ -68,6 +68,19 @@ def test_label_subset_members_agree_to_float_rounding(pair):
         assert got.losses == pytest.approx(want.losses, rel=1e-4)
 
 
+@pytest.mark.parametrize("changes", [
+    [{"beta_cls": 0.0}, {"n_sup": 0, "lr": 3e-3}],  # no member ever uses the latent classifier
+    [{"steps": 20}, {"n_sup": 0}],  # the only member that uses it leaves at step 20
+])
+def test_a_pack_whose_active_members_leave_the_classifier_unused_trains_like_unpacked(pair, changes):
+    # The classifier's stacked weights then get no gradient at all; torch's Adam skips such a parameter.
+    pack = members(changes)
+    for m, got in zip(pack, train_pack(pack, pair.latents_a, pair.latents_b)):
+        want = train_bridge(m.cfg, pair.latents_a, pair.latents_b, seed=m.seed)
+        assert (got.status, got.steps) == (want.status, want.steps) == ("ok", m.cfg.steps)
+        assert same_weights(got, want), m
+
+
 def test_gradients_of_one_member_are_zero_in_every_other_members_slice(pair):
     pack = Pack(members([{}, {"lr": 3e-3}, {"n_sup": 20}]), pair.latents_a, pair.latents_b)
     total, _ = pack.losses(*pack.draw())

@@ -77,6 +77,25 @@ def test_procrustes_baseline_runs_on_the_same_path_and_needs_labels(pair):
     assert row0.status == "failed" and "n_sup" in row0.reason
 
 
+def with_nan(data, side: str, part: str):
+    """``data`` with one non-finite value in the ``part`` ("train" or "test") latents of ``side``."""
+    split = getattr(data, side).latents
+    lat = getattr(split, part)
+    mu = lat.mu.clone()
+    mu[0, 0] = float("nan")
+    split = dataclasses.replace(split, **{part: dataclasses.replace(lat, mu=mu)})
+    return dataclasses.replace(data, **{side: dataclasses.replace(getattr(data, side), latents=split)})
+
+
+@pytest.mark.parametrize("method", ["bridge", "procrustes"])
+@pytest.mark.parametrize("side, part", [("b", "train"), ("a", "test")])
+def test_non_finite_latents_end_the_trial_failed_naming_them(pair, method, side, part):
+    cfg = override(smoke("mnist_mnist"), {"method": method, "bridge.n_sup": 100, "bridge.steps": 10})
+    row, _ = run_trial(cfg, with_nan(pair, side, part))
+    assert row.status == "failed" and f"latents_{side}.mu has non-finite values" in row.reason
+    assert ("held-out" in row.reason) == (part == "test")
+
+
 def test_config_for_another_pair_is_refused(pair):
     with pytest.raises(ValueError, match="pair"):
         run_trial(dataclasses.replace(smoke("mnist_mnist"), pair="mnist_animals"), pair)

@@ -5,8 +5,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from ltrans.bridge.procrustes import fit_procrustes
+from ltrans.bridge.config import BridgeConfig
+from ltrans.bridge.model import Bridge
+from ltrans.bridge.packed import Member, Pack
+from ltrans.bridge.procrustes import class_anchors, fit_procrustes
 from ltrans.bridge.toy import toy_pair, transfer_accuracy
+from ltrans.bridge.train import domains, labelled_subsets
 
 
 def test_recovers_the_rotation_and_transfers():
@@ -52,3 +56,23 @@ def test_same_seed_same_map():
     one = fit_procrustes(pair.latents_a, pair.latents_b, n_sup=20, seed=4)
     two = fit_procrustes(pair.latents_a, pair.latents_b, n_sup=20, seed=4)
     assert torch.equal(one.w_ab, two.w_ab)
+
+
+def test_anchors_are_the_bridges_labelled_rows_whatever_its_architecture():
+    # A label-budget study compares the two on the same labelled examples of each domain.
+    pair = toy_pair(n_per_class=30, dim=6, rotation_seed=0, noise=0.3, seed=0)
+    a, b = pair.latents_a, pair.latents_b
+    ia, ib = labelled_subsets(a.y, b.y, 20, seed=7)
+    assert len(ia) == len(ib) == 20 and a.y[ia].bincount(minlength=10).tolist() == [2] * 10
+    assert not torch.equal(ia, labelled_subsets(a.y, b.y, 20, seed=8)[0])
+    xa, xb = class_anchors(a, b, 20, seed=7)
+    rows = lambda z: sorted(map(tuple, z.double().tolist()))
+    assert rows(xa) == rows(a.mu[ia]) and rows(xb) == rows(b.mu[ib])
+    for width in (8, 32):  # the bridge's initialisation draws a different amount of randomness
+        cfg = BridgeConfig(shared_dim=3, n_layers=2, width=width, n_sup=20)
+        gen = torch.Generator().manual_seed(7)
+        Bridge(a.dim, b.dim, cfg, generator=gen)
+        dom_a, dom_b = domains(a, b, cfg, 7, gen, "cpu")
+        assert torch.equal(dom_a.labelled, ia) and torch.equal(dom_b.labelled, ib)
+        packed = Pack([Member(cfg, 7)], a, b).doms[0]
+        assert torch.equal(packed[0].labelled, ia) and torch.equal(packed[1].labelled, ib)

@@ -26,10 +26,10 @@ from ltrans.bridge.train import (
     BridgeResult,
     Metrics,
     StepDraws,
-    _domain,
     _draw_seed,
     _non_finite,
     _Run,
+    domains,
     draw_step,
 )
 from ltrans.latents import Latents
@@ -74,8 +74,7 @@ class Pack:
         self.runs = [_Run(model, m.cfg, self.start) for model, m in zip(self.models, self.members)]
         self.bad_latents = _non_finite(latents_a, latents_b)
         self.doms = [] if self.bad_latents else [
-            (_domain(latents_a, m.cfg, g, device), _domain(latents_b, m.cfg, g, device))
-            for m, g in zip(self.members, self.gens)]
+            domains(latents_a, latents_b, m.cfg, m.seed, g, device) for m, g in zip(self.members, self.gens)]
         self.active = list(range(len(self.members)))  # member ids of the stacked slices, in order
         first = self.models[0]
         self.dims, self.pad_dim = first.dims, first.pad_dim
@@ -125,6 +124,8 @@ class Pack:
             for name, m in self.exp_avg.items():
                 param, v = self.params[name], self.exp_avg_sq[name]
                 grad = param.grad
+                if grad is None:  # no active member's loss used it (beta_cls = 0 or n_sup = 0): Adam skips it
+                    continue
                 m.lerp_(grad, 1 - b1)
                 v.mul_(b2).addcmul_(grad, grad, value=1 - b2)
                 denom = (v.sqrt() / bias_correction2_sqrt).add_(ADAM_EPS)

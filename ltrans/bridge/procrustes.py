@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from ltrans.bridge.train import select_labelled
+from ltrans.bridge.train import labelled_subsets
 from ltrans.latents import Latents
 
 
@@ -43,8 +43,7 @@ def class_anchors(latents_a: Latents, latents_b: Latents, n_sup: int, seed: int,
         raise ValueError("n_sup=0: a Procrustes map needs labelled anchors; use n_sup=-1 (all) or k > 0")
     if anchors not in ("pairs", "means"):
         raise ValueError(f"anchors must be 'pairs' or 'means', got {anchors!r}")
-    gen = torch.Generator().manual_seed(seed)
-    ia, ib = select_labelled(latents_a.y, n_sup, gen), select_labelled(latents_b.y, n_sup, gen)
+    ia, ib = labelled_subsets(latents_a.y, latents_b.y, n_sup, seed)  # the bridge's labelled rows
     za, ya, zb, yb = latents_a.mu[ia], latents_a.y[ia], latents_b.mu[ib], latents_b.y[ib]
     rows_a, rows_b = [], []
     for c in sorted(set(ya.tolist()) & set(yb.tolist())):

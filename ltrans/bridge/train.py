@@ -95,6 +95,15 @@ def select_labelled(y: Tensor, n_sup: int, generator: torch.Generator) -> Tensor
     return perm[order[:n_sup]].sort().values
 
 
+def labelled_subsets(y_a: Tensor, y_b: Tensor, n_sup: int, seed: int) -> tuple[Tensor, Tensor]:
+    """The labelled rows of each domain for a trial seed: what the bridge's class term trains on and what
+    the Procrustes baseline pairs as anchors (``procrustes.class_anchors``), so that a label-budget study
+    compares the two on the same examples. Seeded by ``seed`` alone: the subset does not depend on the
+    bridge's architecture or on how many random numbers its initialisation drew."""
+    gen = torch.Generator().manual_seed(seed)
+    return select_labelled(y_a, n_sup, gen), select_labelled(y_b, n_sup, gen)
+
+
 def _draw_seed(generator: torch.Generator) -> int:
     """A seed for a CPU helper generator, drawn from ``generator`` (works for any device)."""
     return int(torch.randint(2**62, (1,), generator=generator, device=generator.device).item())
@@ -118,8 +127,15 @@ class _Domain:
         return mu + self.std[idx] * torch.randn(mu.shape, generator=generator, device=generator.device)
 
 
-def _domain(lat: Latents, cfg: BridgeConfig, generator: torch.Generator, device: str) -> _Domain:
-    labelled = select_labelled(lat.y, cfg.n_sup, generator).to(device)
+def domains(latents_a: Latents, latents_b: Latents, cfg: BridgeConfig, seed: int, generator: torch.Generator,
+            device: str) -> tuple[_Domain, _Domain]:
+    """Both domains' training state for a trial of ``seed`` (labelled subsets from ``labelled_subsets``)."""
+    ia, ib = labelled_subsets(latents_a.y, latents_b.y, cfg.n_sup, seed)
+    return _domain(latents_a, ia, cfg, generator, device), _domain(latents_b, ib, cfg, generator, device)
+
+
+def _domain(lat: Latents, labelled: Tensor, cfg: BridgeConfig, generator: torch.Generator, device: str) -> _Domain:
+    labelled = labelled.to(device)
     y = lat.y.to(device)
     sub = None
     if 0 < cfg.n_sup and len(labelled) > 0:
@@ -234,7 +250,7 @@ def _train(cfg: BridgeConfig, latents_a: Latents, latents_b: Latents, seed: int,
     run = _Run(model, cfg, start)
     if bad := _non_finite(latents_a, latents_b):
         return run.result("failed", bad)
-    dom = (_domain(latents_a, cfg, step_gen, device), _domain(latents_b, cfg, step_gen, device))
+    dom = domains(latents_a, latents_b, cfg, seed, step_gen, device)
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.Adam(params, lr=cfg.lr)
     model.train()

@@ -10,9 +10,12 @@ import numpy as np
 
 
 def frechet_distance(x: np.ndarray, y: np.ndarray) -> float:
-    """Squared Frechet distance between Gaussians fitted to x: (n, k) and y: (m, k)."""
+    """Squared Frechet distance between Gaussians fitted to x: (n, k) and y: (m, k); NaN when either holds
+    a non-finite value (a diverged translator's features), so that its trial ends as failed, not raising."""
     if x.ndim != 2 or y.ndim != 2 or x.shape[1] != y.shape[1]:
         raise ValueError(f"need (n, k) and (m, k) features; got {x.shape} and {y.shape}")
+    if not (np.isfinite(x).all() and np.isfinite(y).all()):
+        return float("nan")
     x = x.astype(np.float64)
     y = y.astype(np.float64)
     mu_x, mu_y = x.mean(0), y.mean(0)
