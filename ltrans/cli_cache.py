@@ -7,6 +7,9 @@ import click
 from ltrans.cli import FORMAT, _emit, _store, cli
 from ltrans.errors import UserError
 
+# The kinds of artifact ltrans writes (the first argument of every ``artifacts.make_key`` call).
+CACHE_KINDS = ("dataset", "base_model", "classifier", "latents", "sample_quality", "report_examples")
+
 
 def human_size(n: float) -> str:
     """A byte count for listings: 512 B, 1.5 KiB, 3.2 GiB."""
@@ -55,7 +58,8 @@ def cache_verify(ctx: click.Context, fix: bool) -> None:
 
 
 @cache.command("clear")
-@click.option("--kind", default=None, help="Only this kind (dataset, base_model, classifier, latents).")
+@click.option("--kind", default=None, type=click.Choice(CACHE_KINDS),
+              help="Only this kind of artifact (`ltrans cache ls` shows each one's kind).")
 @click.option("--key", "key", default=None, help="Only the artifact whose key starts with this.")
 @click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation.")
 @click.pass_context
