@@ -36,10 +36,16 @@ def ladder(base: TrialConfig) -> Iterator[tuple[str, TrialConfig]]:
 
 
 def label_budget(base: TrialConfig) -> Iterator[tuple[str, TrialConfig]]:
-    """The full bridge and the Procrustes baseline at each labelled budget per domain."""
+    """The full bridge and the Procrustes baseline at each labelled budget per domain.
+
+    Below "all" the bridge's batches are drawn without class balancing: balanced batches read every
+    training label, which a budget of n labels a domain does not have (the paper's balancing stays on
+    for "all"). The bridge then sees exactly the labels Procrustes fits on.
+    """
     for n_sup in LABEL_BUDGETS:
         tag = "all" if n_sup == -1 else str(n_sup)
-        yield f"bridge n_sup={tag}", override(base, {"bridge.n_sup": n_sup})
+        budget = {"bridge.n_sup": n_sup} | ({} if n_sup == -1 else {"bridge.balanced_batches": False})
+        yield f"bridge n_sup={tag}", override(base, budget)
         if n_sup != 0:  # Procrustes has nothing to fit on without labelled anchors
             yield f"procrustes n_sup={tag}", override(base, {"method": "procrustes", "bridge.n_sup": n_sup})
 

@@ -1,10 +1,14 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import pytest
+import torch
 
 from ltrans.ablations import LABEL_BUDGETS, ladder, over_seeds, summarise, variants
+from ltrans.bridge.toy import toy_pair
+from ltrans.bridge.train import labelled_subsets, train_bridge
 from ltrans.config import override
 from ltrans.errors import UserError
 from ltrans.presets import paper
@@ -28,6 +32,34 @@ def test_label_budget_pairs_bridge_and_procrustes_on_the_same_labels():
     procrustes = [c.bridge.n_sup for _, n, c in rows if c.method == "procrustes"]
     assert bridges == list(LABEL_BUDGETS) and procrustes == [n for n in LABEL_BUDGETS if n != 0]
     assert len({c for _, _, c in variants(paper("mnist_mnist"))}) == len(variants(paper("mnist_mnist")))
+
+
+@pytest.mark.parametrize("budget", [0, 10])
+def test_a_label_budget_bridge_reads_no_label_beyond_its_budget(budget, monkeypatch):
+    # Which rows are labelled is the experiment's choice (class-balanced, so it reads the labels);
+    # with that choice pinned, scrambling every other label changes nothing the bridge does, bit for bit.
+    config = {name: c for _, name, c in variants(paper("mnist_mnist"), ("labels",))}[f"bridge n_sup={budget}"]
+    cfg = replace(config.bridge, shared_dim=3, n_layers=2, width=16, batch_size=32, n_projections=4, steps=30)
+    pair = toy_pair(n_per_class=30, dim=6, rotation_seed=0, noise=0.3, seed=0, posterior_std=0.1)
+    a, b = pair.latents_a, pair.latents_b
+    ia, ib = labelled_subsets(a.y, b.y, cfg.n_sup, config.seed)
+
+    def scrambled(lat, keep):
+        y = torch.randint(10, lat.y.shape, generator=torch.Generator().manual_seed(1))
+        y[keep] = lat.y[keep]
+        assert (y != lat.y).sum() > len(y) // 2
+        return replace(lat, y=y)
+
+    monkeypatch.setattr("ltrans.bridge.train.labelled_subsets", lambda *_: (ia, ib))
+    want = train_bridge(cfg, a, b, seed=config.seed)
+    got = train_bridge(cfg, scrambled(a, ia), scrambled(b, ib), seed=config.seed)
+    assert want.status == got.status == "ok"
+    assert all(torch.equal(p, q) for p, q in zip(want.model.parameters(), got.model.parameters()))
+    # ...whereas the paper's class-balanced batches (kept for "all") do read them.
+    balanced = replace(cfg, balanced_batches=True)
+    one = train_bridge(balanced, a, b, seed=config.seed).model.parameters()
+    two = train_bridge(balanced, scrambled(a, ia), scrambled(b, ib), seed=config.seed).model.parameters()
+    assert not all(torch.equal(p, q) for p, q in zip(one, two))
 
 
 def test_variants_by_name_keep_study_order_survive_deduplication_and_refuse_unknown_names():
