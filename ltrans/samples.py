@@ -284,5 +284,5 @@ def stored_quality(record: dict, store) -> dict | None:
     import json
 
     key = _quality_key(record)
-    return json.loads((store.path(key) / "summary.json").read_text()) if store.exists(key) else None
+    return json.loads((store.open(key) / "summary.json").read_text()) if store.exists(key) else None
 

@@ -115,10 +115,13 @@ def classifier(domain: str, *, store: Store | None = None, preset: str = "full",
 
 
 def is_trained(name: str, *, store: Store, preset: str = "full", kind: str = "base_model") -> dict | None:
-    """The stored record of a base model (or classifier) if it is in the store, else None."""
+    """The stored record of a base model (or classifier) if it is in the store, else None; a corrupted
+    one raises CorruptArtifact (one line naming the fix) instead of a JSON error."""
     spec = BASE_MODELS[name] if kind == "base_model" else CLASSIFIERS[name]
+    if not any(e.kind == kind and e.name == name for e in store.entries()):
+        return None  # nothing stored under the name: no need to load (or synthesise) its data for the key
     split = _split(spec.domain if kind == "base_model" else name, store, None, 0)
     _, key = _key(kind, name, spec, preset, split)
     if not store.exists(key):
         return None
-    return json.loads((store.path(key) / "record.json").read_text())
+    return json.loads((store.open(key) / "record.json").read_text())

@@ -1,0 +1,32 @@
+"""Reading stored base-model records: a corrupted record is refused with the fix, never a JSON traceback."""
+
+from __future__ import annotations
+
+import shutil
+
+from click.testing import CliRunner
+
+from ltrans.artifacts import Store
+from ltrans.cli import cli
+from ltrans.models import zoo
+
+
+def test_a_corrupted_record_is_one_error_naming_the_fix(store, tmp_path):
+    zoo.classifier("digits8", store=store, preset="tiny")  # the session's, trained once for every test
+    record = zoo.is_trained("digits8", store=store, preset="tiny", kind="classifier")
+    assert record["info"]["test_accuracy"] > 0.5  # read back, and a trained classifier (chance 0.1)
+    name = f"digits8-{record['key'][:12]}"
+    shutil.copytree(store.root / "classifier" / name, tmp_path / "classifier" / name)  # damage a copy
+    path = tmp_path / "classifier" / name / "record.json"
+    path.write_text(path.read_text()[:-20])  # a torn write or a stray edit
+    listing = CliRunner().invoke(cli, ["--cache-dir", str(tmp_path), "base", "ls", "--preset", "tiny"])
+    assert listing.exit_code == 2 and "Traceback" not in listing.output
+    assert "corrupt" in listing.output and "record.json" in listing.output and "cache clear" in listing.output
+
+
+def test_listing_a_fresh_cache_builds_nothing(tmp_path):
+    # `base ls` is a read-only listing: it must not synthesise spoken_digits (or load any data) to say
+    # that nothing is trained yet.
+    listing = CliRunner().invoke(cli, ["--cache-dir", str(tmp_path), "base", "ls", "-f", "json"])
+    assert listing.exit_code == 0 and '"status": "not trained"' in listing.output.replace("'", '"')
+    assert Store(tmp_path).entries() == []
