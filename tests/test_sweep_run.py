@@ -11,6 +11,7 @@ from pathlib import Path
 import optuna
 import pandas as pd
 import pytest
+import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 CLI = "import ltrans.cli_sweep; from ltrans.cli import main; main()"
@@ -95,3 +96,58 @@ def test_read_commands_and_an_idempotent_resume(smoke_run):
     again = sweep_cli("resume", str(run))
     assert again.returncode == 0 and "4/4 trials finished" in again.stdout
     assert not (run / "tune" / "attempt-2").exists()  # nothing was owed: Ray did not even start
+
+
+def tiny_sweep(tmp_path: Path, **changes) -> Path:
+    doc = {"name": "tiny", "preset": "smoke", "pairs": ["mnist_mnist"], "budget": 2, "sampler": "random",
+           "objectives": [{"name": "transfer_mean", "direction": "maximize"}],
+           "space": {"bridge.beta_swd": {"type": "float", "low": 0.1, "high": 10.0, "log": True}}} | changes
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    return path
+
+
+def test_no_cluster_at_address_is_one_error_before_any_model_is_prepared(tmp_path):
+    from ray._private.services import find_bootstrap_address, find_gcs_addresses
+
+    if find_gcs_addresses() or find_bootstrap_address(None):
+        pytest.skip("a Ray cluster runs on this machine: --address auto would join it")
+    proc = sweep_cli("run", str(tiny_sweep(tmp_path)), "--address", "auto", "--out", str(tmp_path / "run"),
+                     timeout=120)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    assert proc.stderr.startswith("error: ") and proc.stderr.count("\n") == 1
+    assert "ray start --head" in proc.stderr and "--address auto" in proc.stderr
+    assert "preparing" not in proc.stdout  # it failed before training or loading any base model
+    assert json.loads((tmp_path / "run" / "state.json").read_text())["attempts"] == 0  # nothing started
+
+
+def test_gpu_sweep_without_a_gpu_is_one_error_before_any_model_is_prepared(tmp_path):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    path = tiny_sweep(tmp_path, resources={"cpus": 1, "gpus": 1})
+    proc = sweep_cli("run", str(path), "--out", str(tmp_path / "run"), timeout=180)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    last = proc.stderr.splitlines()[-1]  # after Ray's own "Started a local Ray instance."
+    assert last.startswith("error: ") and "asks for 1 GPU" in last and "resources.gpus: 0" in last
+    assert "preparing" not in proc.stdout
+
+
+def test_resuming_a_finished_run_starts_nothing_and_records_no_attempt(tmp_path):
+    from ltrans.sweep.results import Ledger
+    from ltrans.sweep.runner import create_run, execute
+
+    run = create_run(tiny_sweep(tmp_path), tmp_path / "run", smoke=False, argv=["test"])
+    state = json.loads((run / "state.json").read_text()) | {"attempts": 1}  # as after the first start
+    (run / "state.json").write_text(json.dumps(state))
+    provenance = (run / "provenance.json").read_text()
+    for number, value in enumerate((0.6, 0.8)):
+        Ledger(run).record_trial({"number": number, "status": "ok", "tune_trial_id": f"t{number}",
+                                  "metrics": {"transfer_mean": value}, "config": {}})
+    lines: list[str] = []
+    outcome = execute(run, echo=lines.append, argv=["resume"])
+    assert (outcome.finished, outcome.interrupted, outcome.best[0]["number"]) == (2, False, 1)
+    assert json.loads((run / "state.json").read_text()) == state
+    assert (run / "provenance.json").read_text() == provenance and not lines
+    assert not (run / "tune").exists() and len(pd.read_parquet(run / "trials.parquet")) == 2

@@ -12,8 +12,8 @@ from optuna.trial import TrialState
 from ray.tune.search import Searcher
 
 from ltrans.sweep.results import Ledger
-from ltrans.sweep.searcher import OptunaSearcher, PruneNotes, classify, open_study
-from ltrans.sweep.spec import load_spec
+from ltrans.sweep.searcher import OptunaSearcher, PruneNotes, classify, make_sampler, open_study
+from ltrans.sweep.spec import MAX_SAMPLER_SEED, load_spec
 from ltrans.sweep.trials import config_from_flat, content_key
 
 
@@ -210,3 +210,12 @@ def test_cmaes_samples_within_bounds_and_moves_towards_the_optimum(tmp_path):
     cma = [t for t in study.trials if any(k.startswith("cma:") for k in t.system_attrs)]
     assert len(cma) >= 12  # after its start-up trial, CMA-ES itself proposes the points
     assert sum(distance[-8:]) < sum(distance[:8])
+
+
+@pytest.mark.parametrize("sampler", ["tpe", "random", "grid", "nsga2"])
+def test_the_largest_sampler_seed_still_seeds_a_long_resumed_study(tmp_path, sampler):
+    space = {"bridge.width": {"type": "categorical", "choices": [32, 64]}}
+    spec = make_spec(tmp_path, sampler=sampler, sampler_seed=MAX_SAMPLER_SEED, space=space, budget=2)
+    for start in (0, 1, 10**6):  # a resume seeds with sampler_seed + 7919 * trials so far
+        study = optuna.create_study(sampler=make_sampler(spec, start=start))
+        assert study.ask().suggest_categorical("bridge.width", [32, 64]) in (32, 64)

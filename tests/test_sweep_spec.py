@@ -10,8 +10,8 @@ import pytest
 import yaml
 
 from ltrans.errors import UserError
-from ltrans.sweep.spec import SMOKE_BUDGET, load_spec, parse_spec, transfer_mean
-from ltrans.sweep.trials import base_config, config_from_flat, content_key, flat_config, resolve
+from ltrans.sweep.spec import SMOKE_BUDGET, Dimension, load_spec, parse_spec, transfer_mean
+from ltrans.sweep.trials import base_config, config_from_flat, content_key, flat_config, max_steps, resolve
 
 ROOT = Path(__file__).resolve().parents[1]
 SWEEPS = sorted((ROOT / "sweeps").glob("*.yaml"))
@@ -72,6 +72,23 @@ BAD = [  # (change to the good document, words the message must contain)
      ["scheduler.metric", "loss_recon", "loss_total"]),
     ({"resources": {"cpus": 1, "tpus": 1}}, ["resources.tpus", "cpus", "gpus"]),
     ({"seeds": [0, -1]}, ["seeds[1]", ">= 0"]),
+    ({"seeds": [0, 1, 0]}, ["seeds", "0", "twice"]),
+    ({"pairs": ["mnist_mnist", "mnist_mnist"]}, ["pairs", "mnist_mnist", "twice"]),
+    ({"space": {"bridge.width": {"type": "float", "low": 64, "high": 512}}},
+     ["space.bridge.width", "int", "type: int"]),
+    ({"space": {"bridge.freeze_classifier": {"type": "int", "low": 0, "high": 1}}},
+     ["space.bridge.freeze_classifier", "bool", "type: categorical"]),
+    ({"space": {"procrustes": {"type": "float", "low": 0, "high": 1}}},
+     ["space.procrustes", "str", "type: categorical"]),
+    ({"sampler": "grid", "budget": None, "space": {"bridge.n_layers": {"type": "int", "low": 1, "high": 10, "step": 6}}},
+     ["space.bridge.n_layers.step", "6", "9", "high: 7"]),
+    ({"space": {"bridge.lr": {"type": "float", "low": 0.001, "high": 0.002, "step": 0.3}}},
+     ["space.bridge.lr.step", "0.3", "larger than"]),
+    ({"sampler_seed": -1}, ["sampler_seed", ">= 0"]),
+    ({"sampler_seed": 2**33}, ["sampler_seed", "2147483647"]),
+    ({"sampler_seed": 1.5}, ["sampler_seed", "integer"]),
+    ({"fixed": {"bridge.beta_swd": 1.0}}, ["fixed.bridge.beta_swd", "space", "both"]),
+    ({"smoke": "no"}, ["smoke", "true or false", "no"]),
 ]
 
 
@@ -93,6 +110,44 @@ def test_missing_file_and_bad_yaml(tmp_path):
     (tmp_path / "broken.yaml").write_text("name: [unclosed\n")
     with pytest.raises(UserError, match="broken.yaml: not valid YAML"):
         load_spec(tmp_path / "broken.yaml")
+
+
+def test_unreadable_file_is_one_error(tmp_path):
+    binary = tmp_path / "bin.yaml"
+    binary.write_bytes(b"\xff\xfebad")
+    with pytest.raises(UserError, match=r"bin.yaml: .*UTF-8") as info:
+        load_spec(binary)
+    assert "\n" not in str(info.value)
+    with pytest.raises(UserError, match="cannot read sweep file"):
+        load_spec(tmp_path)  # a folder
+
+
+def test_grid_values_end_at_high_without_float_drift(tmp_path):
+    space = {"bridge.beta_swd": {"type": "float", "low": 0.1, "high": 0.3, "step": 0.1},
+             "bridge.beta_kl": {"type": "float", "low": 0.1, "high": 0.3, "step": 0.2},  # 0.3 - 0.1 < 0.2
+             "bridge.n_layers": {"type": "int", "low": 1, "high": 13, "step": 6}}
+    spec = parse_spec(good() | {"sampler": "grid", "budget": None, "space": space})
+    values = {d.key: d.grid_values() for d in spec.space}
+    assert values["bridge.beta_swd"] == (0.1, 0.2, 0.3)  # not 0.30000000000000004
+    assert values["bridge.n_layers"] == (1, 7, 13) and values["bridge.beta_kl"] == (0.1, 0.3)
+    assert spec.budget == 3 * 2 * 3
+    assert Dimension("x", "float", -0.3, 0.3, step=0.1).grid_values() == (-0.3, -0.2, -0.1, 0.0, 0.1, 0.2, 0.3)
+
+
+def test_an_int_dimension_may_search_a_float_field():
+    spec = parse_spec(good() | {"space": {"bridge.beta_swd": {"type": "int", "low": 1, "high": 3}}})
+    cfg = resolve(spec, {"bridge.beta_swd": 2}, "mnist_mnist", 0)
+    assert cfg.bridge.beta_swd == 2.0 and isinstance(cfg.bridge.beta_swd, float)
+
+
+@pytest.mark.parametrize("steps", [{"type": "categorical", "choices": [300, 600]},
+                                   {"type": "int", "low": 300, "high": 600, "step": 100}])
+def test_searched_steps_with_a_scheduler_bound_grace_and_max_t(steps):
+    doc = good() | {"space": {"bridge.steps": steps}}
+    spec = parse_spec(doc | {"scheduler": {"type": "asha", "grace_period": 500}})
+    assert max_steps(spec) == 600  # above the smoke preset's 200: the searched steps count
+    with pytest.raises(UserError, match="scheduler.grace_period: 700 is beyond the trials' 600 bridge steps"):
+        parse_spec(doc | {"scheduler": {"type": "asha", "grace_period": 700}})
 
 
 def test_cli_reports_a_bad_sweep_in_one_line_exit_2_and_starts_nothing(tmp_path):

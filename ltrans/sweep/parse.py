@@ -5,6 +5,7 @@ Every problem is one ``UserError`` naming the file, the key and the valid choice
 
 from __future__ import annotations
 
+import functools
 import math
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ from ltrans.sweep.spec import (
     DIRECTIONS,
     KINDS,
     MAX_PACK,
+    MAX_SAMPLER_SEED,
     OBJECTIVE_METRICS,
     PRESET_NAMES,
     SAMPLERS,
@@ -36,9 +38,13 @@ def load_spec(path: Path | str, smoke: bool = False) -> SweepSpec:
     """Read and validate a sweep file; ``smoke`` gives the same sweep at toy size."""
     path = Path(path)
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise UserError(f"sweep file {path} does not exist") from None
+    except OSError as err:  # a folder, no permission, ...
+        raise UserError(f"cannot read sweep file {path}: {err.strerror or err}") from None
+    except UnicodeDecodeError as err:
+        raise UserError(f"{path}: not a text file (UTF-8 expected; byte {err.start} is not)") from None
     except yaml.YAMLError as err:
         raise UserError(f"{path}: not valid YAML ({str(err).splitlines()[0]})") from None
     spec = parse_spec(raw, where=str(path))
@@ -68,7 +74,8 @@ class _Checker:
                             f"unknown key; valid keys: {', '.join(valid)}")
         return mapping
 
-    def number(self, key: str, value: Any, *, integer: bool = False, minimum: float | None = None) -> Any:
+    def number(self, key: str, value: Any, *, integer: bool = False, minimum: float | None = None,
+               maximum: float | None = None) -> Any:
         if isinstance(value, str):  # YAML 1.1 reads 1e-4 (no dot) as a string
             try:
                 value = float(value)
@@ -81,7 +88,20 @@ class _Checker:
             raise self.fail(key, f"must be {'an integer' if integer else 'a number'}, got {value!r}")
         if minimum is not None and value < minimum:
             raise self.fail(key, f"must be >= {minimum}, got {value!r}")
+        if maximum is not None and value > maximum:
+            raise self.fail(key, f"must be <= {maximum}, got {value!r}")
         return int(value) if integer else value
+
+    def flag(self, key: str, value: Any) -> bool:
+        if not isinstance(value, bool):  # bool("no") is True: only YAML's true/false will do
+            raise self.fail(key, f"must be true or false, got {value!r}")
+        return value
+
+    def distinct(self, key: str, values: tuple) -> tuple:
+        twice = sorted({v for v in values if values.count(v) > 1}, key=str)
+        if twice:
+            raise self.fail(key, f"{', '.join(map(str, twice))} listed twice; list each once")
+        return values
 
 
 def parse_spec(raw: Any, where: str = "<sweep>") -> SweepSpec:
@@ -93,31 +113,38 @@ def parse_spec(raw: Any, where: str = "<sweep>") -> SweepSpec:
     for required in ("name", "pairs", "objectives", "space"):
         if required not in raw:
             raise c.fail(required, "missing; a sweep needs name, pairs, objectives and space")
-    pairs = _string_list(c, "pairs", raw["pairs"])
+    pairs = c.distinct("pairs", _string_list(c, "pairs", raw["pairs"]))
     for i, pair in enumerate(pairs):
         c.choice(f"pairs[{i}]", pair, PAIRS.names())
     seeds = raw.get("seeds", [0])
     if not isinstance(seeds, list) or not seeds:
         raise c.fail("seeds", f"must be a non-empty list of integers, got {seeds!r}")
-    seeds = tuple(c.number(f"seeds[{i}]", s, integer=True, minimum=0) for i, s in enumerate(seeds))
+    seeds = c.distinct("seeds", tuple(c.number(f"seeds[{i}]", s, integer=True, minimum=0)
+                                      for i, s in enumerate(seeds)))
     preset = c.choice("preset", raw.get("preset", "paper"), PRESET_NAMES)
     base = c.choice("base", raw["base"], BASES) if raw.get("base") is not None else None
     sampler = c.choice("sampler", raw.get("sampler", "tpe"), SAMPLERS)
     objectives = _objectives(c, raw["objectives"], sampler)
     space = tuple(_dimension(c, f"space.{k}", k, v)  # sorted: a spec does not depend on key order
                   for k, v in sorted(c.keys("space", raw["space"], _space_keys()).items()))
+    for d in space:
+        _check_kind(c, f"space.{d.key}", d)
     fixed = c.keys("fixed", raw.get("fixed") or {}, _space_keys())
+    for key in fixed:  # a trial would silently take the sampled value over the fixed one
+        if key in raw["space"]:
+            raise c.fail(f"fixed.{key}", f"{key} is in both fixed and space; keep it in one of them")
     spec = SweepSpec(
         name=_name(c, raw["name"]), pairs=pairs, objectives=objectives, space=space,
         budget=_budget(c, raw.get("budget"), sampler, space, pairs, seeds), preset=preset, base=base,
-        seeds=seeds, sampler=sampler, sampler_seed=c.number("sampler_seed", raw.get("sampler_seed", 0), integer=True),
+        seeds=seeds, sampler=sampler, sampler_seed=c.number("sampler_seed", raw.get("sampler_seed", 0), integer=True,
+                                                            minimum=0, maximum=MAX_SAMPLER_SEED),
         fixed=tuple(sorted(fixed.items())), scheduler=_scheduler(c, raw.get("scheduler")),
         resources=_resources(c, raw.get("resources") or {}),
         max_concurrent=(c.number("max_concurrent", raw["max_concurrent"], integer=True, minimum=1)
                         if raw.get("max_concurrent") is not None else None),
         max_failures=c.number("max_failures", raw.get("max_failures", 2), integer=True, minimum=0),
         pack=_pack(c, raw.get("pack", 1)),
-        description=str(raw.get("description", "")), smoke=bool(raw.get("smoke", False)),
+        description=str(raw.get("description", "")), smoke=c.flag("smoke", raw.get("smoke", False)),
     )
     _check_trials(c, spec)
     return spec
@@ -176,9 +203,7 @@ def _dimension(c: _Checker, where: str, key: str, raw: Any) -> Dimension:
     integer = kind == "int"
     low = c.number(f"{where}.low", raw.get("low"), integer=integer)
     high = c.number(f"{where}.high", raw.get("high"), integer=integer)
-    log = raw.get("log", False)
-    if not isinstance(log, bool):
-        raise c.fail(f"{where}.log", f"must be true or false, got {log!r}")
+    log = c.flag(f"{where}.log", raw.get("log", False))
     step = c.number(f"{where}.step", raw["step"], integer=integer) if raw.get("step") is not None else None
     if not low < high:
         raise c.fail(where, f"needs low < high, got low={low}, high={high}")
@@ -186,9 +211,33 @@ def _dimension(c: _Checker, where: str, key: str, raw: Any) -> Dimension:
         raise c.fail(f"{where}.low", f"a log distribution needs low > 0, got {low}")
     if log and step is not None:
         raise c.fail(where, "log and step cannot be combined (Optuna's rule)")
-    if step is not None and step <= 0:
-        raise c.fail(f"{where}.step", f"must be > 0, got {step}")
+    if step is not None:
+        _check_step(c, f"{where}.step", low, high, step)
     return Dimension(key, kind, low, high, log, step)
+
+
+def _check_step(c: _Checker, where: str, low: float, high: float, step: float) -> None:
+    """A step must divide high - low: Optuna would silently move high, a grid would overshoot it."""
+    if step <= 0:
+        raise c.fail(where, f"must be > 0, got {step}")
+    n = (high - low) / step  # float tolerance below: (0.3 - 0.1) / 0.1 is 1.9999999999999998
+    if n < 1 - 1e-9:
+        raise c.fail(where, f"{step} is larger than the range {low}..{high}; nothing to step through")
+    if abs(n - round(n)) > 1e-9 * n:
+        below, above = low + math.floor(n) * step, low + math.ceil(n) * step
+        raise c.fail(where, f"{step} does not divide high - low = {high - low:g}; "
+                     f"use high: {below:g} or high: {above:g}, or another step")
+
+
+def _check_kind(c: _Checker, where: str, d: Dimension) -> None:
+    """A float dimension cannot set an int field, nor a number a bool or str one (every trial would fail)."""
+    from ltrans.pipeline import TrialConfig
+
+    like = functools.reduce(getattr, d.key.split("."), TrialConfig())
+    if d.kind == "float" and type(like) is int:
+        raise c.fail(where, f"{d.key} is an int setting; use type: int (or categorical)")
+    if d.kind != "categorical" and type(like) in (bool, str):
+        raise c.fail(where, f"{d.key} is a {type(like).__name__} setting; use type: categorical with choices")
 
 
 def _budget(c: _Checker, raw: Any, sampler: str, space: tuple[Dimension, ...], pairs: tuple, seeds: tuple) -> int:
@@ -239,7 +288,7 @@ def _resources(c: _Checker, raw: Any) -> Resources:
 
 def _check_trials(c: _Checker, spec: SweepSpec) -> None:
     """Every fixed value, bound and choice must make a valid TrialConfig for every pair; a pack fits the budget."""
-    from ltrans.sweep.trials import base_config
+    from ltrans.sweep.trials import base_config, max_steps
 
     if spec.pack > spec.budget:
         raise c.fail("pack", f"{spec.pack} bridges per pack is more than the budget of {spec.budget} trials; "
@@ -250,11 +299,11 @@ def _check_trials(c: _Checker, spec: SweepSpec) -> None:
             values = d.choices if d.kind == "categorical" else (d.low, d.high)
             for value in values:
                 _try_override(c, f"space.{d.key}", cfg, {d.key: value})
-        if spec.scheduler is not None:
-            steps = max([cfg.bridge.steps] + [d.high for d in spec.space if d.key == "bridge.steps"])
-            if spec.scheduler.grace_period > steps:
-                raise c.fail("scheduler.grace_period", f"{spec.scheduler.grace_period} is beyond the "
-                             f"trials' {steps} bridge steps")
+    if spec.scheduler is not None:
+        steps = max_steps(spec)  # every value overrides cleanly: checked just above
+        if spec.scheduler.grace_period > steps:
+            raise c.fail("scheduler.grace_period", f"{spec.scheduler.grace_period} is beyond the "
+                         f"trials' {steps} bridge steps")
 
 
 def _try_override(c: _Checker, key: str, cfg: Any, changes: dict) -> Any:

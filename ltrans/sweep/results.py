@@ -2,8 +2,8 @@
 
 The driver appends one JSON line per finished trial to ``ledger/trials.jsonl`` (fsynced) *before* it
 tells Optuna, and one line per learning-curve point to ``ledger/curves.jsonl``. A line torn by a
-killed driver is skipped on read. The parquet files are views of the ledger, rewritten atomically;
-resume and ``ltrans sweep status`` read the ledger, so a crash between the two loses nothing.
+killed driver is skipped on read (the next append starts a new line after it). The parquet files are
+views of the ledger, rewritten atomically; resume and ``ltrans sweep status`` read the ledger, so a crash between the two loses nothing.
 """
 
 from __future__ import annotations
@@ -34,9 +34,13 @@ class Ledger:
         (self.run / "ledger").mkdir(parents=True, exist_ok=True)
 
     def _append(self, rel: Path, records: list[dict], sync: bool) -> None:
-        text = "".join(json.dumps(r, sort_keys=True, default=str) + "\n" for r in records)
-        with open(self.run / rel, "a", encoding="utf-8") as f:
-            f.write(text)
+        data = "".join(json.dumps(r, sort_keys=True, default=str) + "\n" for r in records).encode()
+        with open(self.run / rel, "ab+") as f:
+            if f.seek(0, os.SEEK_END) > 0:
+                f.seek(-1, os.SEEK_END)
+                if f.read(1) != b"\n":  # a line torn by a killed driver: end it, or this record joins it
+                    data = b"\n" + data
+            f.write(data)  # append mode writes at the end, wherever the read left the position
             f.flush()
             if sync:  # a trial line must survive a SIGKILL right after it (resume trusts it)
                 os.fsync(f.fileno())
@@ -155,7 +159,8 @@ def best_entries(trials: dict[int, dict], objectives) -> list[dict]:
               for e, vals in scored if vals is not None]  # all minimised from here
     front = [(e, s) for e, s in scored
              if not any(all(x <= y for x, y in zip(t, s)) and t != s for _, t in scored)]
-    return [e for e, s in sorted(front, key=lambda es: es[1])]
+    best = [e for e, s in sorted(front, key=lambda es: es[1])]  # stable: ties stay in trial order
+    return best[:1] if len(objectives) == 1 else best  # one objective: one best, the first to reach it
 
 
 def counts(trials: dict[int, dict]) -> dict[str, int]:

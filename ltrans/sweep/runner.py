@@ -82,16 +82,17 @@ def execute(run: Path, *, address: str | None = None, echo: Echo = print, cache_
     """Run the trials a run folder still owes, then write trials.parquet and curves.parquet."""
     run = Path(run).resolve()
     spec, state = load_run(run)
-    state["attempts"] += 1
-    atomic_write_json(run / STATE, state)
-    if state["attempts"] > 1:
-        results.write_provenance(run, state["code_version"], argv or sys.argv)
     ledger = results.Ledger(run)
-    if len(ledger.trials()) < spec.budget:
-        pairs = prepare(spec, cache_root, echo)
-        started = init_ray(address)
+    if len(ledger.trials()) < spec.budget:  # a finished run is not started again: no attempt, no provenance
+        started = init_ray(address)  # before prepare: a wrong address or a missing GPU fails in seconds
         try:
-            owed = _fit(run, spec, state, ledger, pairs, echo, local=started)
+            _check_gpus(spec, local=started)
+            state["attempts"] += 1
+            atomic_write_json(run / STATE, state)
+            if state["attempts"] > 1:
+                results.write_provenance(run, state["code_version"], argv or sys.argv)
+            pairs = prepare(spec, cache_root, echo)
+            owed = _fit(run, spec, state, ledger, pairs, echo)
             for _ in range(spec.max_failures):  # trials Tune gave up on early: a new attempt runs them
                 if not owed:
                     break
@@ -99,7 +100,7 @@ def execute(run: Path, *, address: str | None = None, echo: Echo = print, cache_
                 atomic_write_json(run / STATE, state)
                 echo(f"sweep {spec.name}: attempt {state['attempts']} runs trial "
                      f"{', '.join(f'#{n}' for n in owed)} again (Ray Tune gave up on it early)")
-                owed = _fit(run, spec, state, ledger, pairs, echo, local=started)
+                owed = _fit(run, spec, state, ledger, pairs, echo)
         finally:
             if started:
                 import ray
@@ -135,7 +136,13 @@ def init_ray(address: str | None) -> bool:
         import ray
 
         if not ray.is_initialized():
-            ray.init(address=address)
+            try:
+                ray.init(address=address)
+            except ConnectionError as err:
+                why = " ".join(str(err).split())  # Ray's message may span lines; the CLI prints one
+                raise UserError(f"cannot join a Ray cluster at --address {address} ({why}); start one with "
+                                "`ray start --head` or give its head's address, or leave out --address "
+                                "for a local Ray") from None
         return False
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # no token prompt for a private local instance
     # _node_ip_address="127.0.0.1" alone is turned into the host's routable IP on Linux and every
@@ -152,19 +159,24 @@ def init_ray(address: str | None) -> bool:
     return True
 
 
-def _fit(run: Path, spec: SweepSpec, state: dict, ledger: results.Ledger, pairs: dict, echo: Echo,
-         local: bool) -> list[int]:
+def _check_gpus(spec: SweepSpec, local: bool) -> None:
+    """A sweep asking for GPUs cannot run on a local Ray without any (a cluster may add GPU nodes later)."""
+    import ray
+
+    if local and spec.resources.gpus > 0 and ray.cluster_resources().get("GPU", 0) == 0:
+        raise UserError(f"sweep {spec.name} asks for {spec.resources.gpus} GPU per trial but this machine has "
+                        "none; set resources.gpus: 0, use --smoke-test, or join a GPU cluster with --address")
+
+
+def _fit(run: Path, spec: SweepSpec, state: dict, ledger: results.Ledger, pairs: dict,
+         echo: Echo) -> list[int]:
     """One Tune experiment (``tune/attempt-N``) over the trials still owed; the numbers of those Tune gave
     up on before their retries were spent (``OptunaSearcher.worker_error``), to run again."""
-    import ray
     from ray import tune
 
     from ltrans.sweep.progress import Progress
     from ltrans.sweep.searcher import open_study
 
-    if local and spec.resources.gpus > 0 and ray.cluster_resources().get("GPU", 0) == 0:
-        raise UserError(f"sweep {spec.name} asks for {spec.resources.gpus} GPU per trial but this machine has "
-                        "none; set resources.gpus: 0, use --smoke-test, or join a GPU cluster with --address")
     study = open_study(spec, f"sqlite:///{run}/optuna.db")
     searcher, trainable, scheduler = _search(spec, study, ledger, state)
     if searcher.remaining == 0:
@@ -196,9 +208,10 @@ def _search(spec: SweepSpec, study, ledger: results.Ledger, state: dict):
 
     from ltrans.sweep.searcher import OptunaSearcher, PruneAwareASHA, PruneNotes
     from ltrans.sweep.trainable import bridge_pack, bridge_trial
+    from ltrans.sweep.trials import max_steps
 
     keys = {"code_version": state["code_version"], "attempt": state["attempts"]}
-    asha, max_t = spec.scheduler, _max_steps(spec)
+    asha, max_t = spec.scheduler, max_steps(spec)
     if spec.pack > 1:
         from ltrans.sweep.pack_searcher import PackSearcher
 
@@ -212,11 +225,3 @@ def _search(spec: SweepSpec, study, ledger: results.Ledger, state: dict):
     return searcher, bridge_trial, PruneAwareASHA(
         notes, time_attr="step", metric=asha.metric, mode=asha.mode, max_t=max_t,
         grace_period=asha.grace_period, reduction_factor=asha.reduction_factor)
-
-
-def _max_steps(spec: SweepSpec) -> int:
-    """The most bridge steps any trial of the sweep can take (ASHA's max_t)."""
-    from ltrans.sweep.trials import base_config
-
-    steps = [base_config(spec, p).bridge.steps for p in spec.pairs]
-    return int(max(steps + [d.high for d in spec.space if d.key == "bridge.steps"]))

@@ -59,7 +59,7 @@ def make_sampler(spec: SweepSpec, start: int = 0) -> optuna.samplers.BaseSampler
     A resumed driver must not replay the first run's random draws (it would re-suggest finished
     points), so the seed moves on with ``start``, the number of trials the study holds.
     """
-    seed = spec.sampler_seed + 7919 * start
+    seed = (spec.sampler_seed + 7919 * start) % 2**32  # numpy's seed range, however long the study
     if spec.sampler == "tpe":
         return optuna.samplers.TPESampler(seed=seed)
     if spec.sampler == "random":

@@ -3,6 +3,8 @@
 Every problem is one ``UserError`` naming the file, the key and the valid choices, raised before
 anything starts. The search space is written in Optuna's terms (float/int with low, high, log, step;
 categorical with choices) over dotted ``TrialConfig`` keys; ``fixed`` overrides apply to every trial.
+A step divides ``high - low``; int settings take int or categorical dimensions, bool and str settings
+categorical ones; a key is searched or fixed, not both.
 No Ray or Optuna import here: ``ltrans sweep run`` reports a bad file instantly.
 """
 
@@ -35,6 +37,9 @@ TOP_KEYS = ("name", "description", "preset", "base", "pairs", "seeds", "budget",
             "sampler_seed", "objectives", "space", "fixed", "scheduler", "resources", "max_concurrent",
             "max_failures", "pack", "smoke")
 MAX_PACK = 1024  # members per pack; past a few hundred a pack is compute-bound and gains nothing
+# numpy seeds take < 2**32, and a resume seeds its sampler with sampler_seed + 7919 * trials so far
+# (searcher.make_sampler): half the range is left for that, ~270,000 trials before it wraps around.
+MAX_SAMPLER_SEED = 2**31 - 1
 
 
 def transfer_mean(metrics: dict[str, Any]) -> float:
@@ -58,9 +63,13 @@ class Dimension:
         """The values a grid search visits: the choices, or low..high by step."""
         if self.kind == "categorical":
             return self.choices
-        n = round((self.high - self.low) / self.step) + 1
-        values = [self.low + i * self.step for i in range(n)]
-        return tuple(int(v) if self.kind == "int" else float(v) for v in values)
+        n = round((self.high - self.low) / self.step) + 1  # parse_spec checked that step divides the range
+        if self.kind == "int":
+            return tuple(int(self.low + i * self.step) for i in range(n))
+        # Round off the float error of low + i * step (0.1 + 2 * 0.1 = 0.30000000000000004), 12 digits
+        # below the step, so that grid points print and compare as written.
+        digits = 12 - math.floor(math.log10(self.step))
+        return tuple(round(self.low + i * self.step, digits) + 0.0 for i in range(n))  # + 0.0: no -0.0
 
 
 @dataclass(frozen=True)

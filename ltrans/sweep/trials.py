@@ -37,6 +37,21 @@ def resolve(spec, params: dict[str, Any], pair: str, seed: int):
     return override(cfg, {**{k: v for k, v in params.items() if k not in ("pair", "seed")}, "seed": seed})
 
 
+def max_steps(spec) -> int:
+    """The most bridge steps any trial of the sweep can take (ASHA's max_t)."""
+    from ltrans.config import override
+
+    steps = []
+    for pair in spec.pairs:
+        cfg = base_config(spec, pair)
+        steps.append(cfg.bridge.steps)
+        for d in spec.space:
+            if d.key == "bridge.steps":  # categorical steps have no `high`: their largest choice
+                values = d.choices if d.kind == "categorical" else (d.high,)
+                steps += [override(cfg, {d.key: v}).bridge.steps for v in values]
+    return max(steps)
+
+
 def flat_config(cfg) -> dict[str, Any]:
     """A TrialConfig as {dotted key: value}: what Tune gets and trials.parquet's config/* columns hold."""
     out: dict[str, Any] = {}
