@@ -3,7 +3,8 @@
 The driver appends one JSON line per finished trial to ``ledger/trials.jsonl`` (fsynced) *before* it
 tells Optuna, and one line per learning-curve point to ``ledger/curves.jsonl``. A line torn by a
 killed driver is skipped on read (the next append starts a new line after it). The parquet files are
-views of the ledger, rewritten atomically; resume and ``ltrans sweep status`` read the ledger, so a crash between the two loses nothing.
+views of the ledger, rewritten atomically; resume and ``ltrans sweep status`` read the ledger, so a
+crash between the two loses nothing.
 """
 
 from __future__ import annotations
