@@ -124,9 +124,10 @@ def ablation_figure(ladder: pd.DataFrame, budget: pd.DataFrame, colors: dict[str
     bridge = ladder[ladder["rung"] != "procrustes"]
     for series, g in bridge.groupby("series", sort=True):
         fig.add_trace(_line(g["rung"], g, series, colors[series], "bridge", legendgroup=series), row=1, col=1)
+    span = rungs or ["procrustes"]  # a run of Procrustes alone has no rung to span: one point of its own
     for series, g in ladder[ladder["rung"] == "procrustes"].groupby("series", sort=True):
-        flat = pd.concat([g] * len(rungs), ignore_index=True)
-        fig.add_trace(_line(rungs, flat, series, colors[series], "procrustes", dash="dash", legendgroup=series),
+        flat = pd.concat([g] * len(span), ignore_index=True)
+        fig.add_trace(_line(span, flat, series, colors[series], "procrustes", dash="dash", legendgroup=series),
                       row=1, col=1)
     shown = {t.name for t in fig.data}
     for (series, method), g in budget.groupby(["series", "method"], sort=True):
@@ -134,7 +135,7 @@ def ablation_figure(ladder: pd.DataFrame, budget: pd.DataFrame, colors: dict[str
                      dash="dash" if method == "procrustes" else None, legendgroup=series)
         fig.add_trace(line.update(showlegend=line.name not in shown), row=1, col=2)
     order = [budget_label(n) for n in sorted(set(budget["n_sup"]), key=lambda n: n if n >= 0 else math.inf)]
-    fig.update_xaxes(categoryorder="array", categoryarray=rungs, row=1, col=1)
+    fig.update_xaxes(categoryorder="array", categoryarray=span, row=1, col=1)
     fig.update_xaxes(categoryorder="array", categoryarray=order, type="category", row=1, col=2)
     fig.update_yaxes(title_text="transfer accuracy (mean of A→B, B→A)", range=[0, 1.02], row=1, col=1)
     return styled(fig, height=460, titled=True)

@@ -84,8 +84,7 @@ def write_report(run_dirs: list[Path | str], out: Path | str | None = None, *, s
                                   else Path("report.html"))
     page = render_page(results, sections, title or _title(results))
     path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(path, page)
-    path.chmod(0o644)  # a page to share; the atomic writer's temp file starts private (0600)
+    atomic_write_text(path, page)  # mode from the umask, like any file the user writes
     timings["html"] = time.perf_counter() - start
     return Report(path.resolve(), sections, timings)
 

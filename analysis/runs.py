@@ -91,9 +91,9 @@ def read_run(run_dir: Path | str, label: str | None = None) -> Run:
     """Everything the report needs from one run folder."""
     path = check_run_dir(run_dir)
     label = label or path.name
-    spec = yaml.safe_load((path / "sweep.yaml").read_text()) or {}
+    spec = _read_spec(path / "sweep.yaml")
     prov_path = path / "provenance.json"
-    provenance = json.loads(prov_path.read_text()) if prov_path.is_file() else {}
+    provenance = _read_provenance(prov_path) if prov_path.is_file() else {}
     notes = [] if prov_path.is_file() else ["provenance.json is missing"]
     trials = _read_parquet(path / "trials.parquet")
     if trials is None:
@@ -106,9 +106,57 @@ def read_run(run_dir: Path | str, label: str | None = None) -> Run:
     return Run(label, path, spec, provenance, tidy(trials, label), curves, tuple(notes))
 
 
+def _read_spec(path: Path) -> dict:
+    """The resolved sweep.yaml as a mapping (empty for an empty file); UserError naming a damaged one."""
+    # `ltrans sweep run` writes it once; resume reads it and would fail on it too.
+    fix = "restore it, or start the sweep again with `ltrans sweep run FILE`"
+    try:
+        spec = yaml.safe_load(path.read_text())
+    except (yaml.YAMLError, ValueError) as err:  # ValueError: not UTF-8
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise UserError(f"{path} is not valid YAML ({getattr(err, 'problem', None) or _one_line(err)}{where}); "
+                        f"{fix}") from None
+    if spec is not None and not isinstance(spec, dict):
+        raise UserError(f"{path} holds a YAML {type(spec).__name__}, not the mapping of a resolved sweep; {fix}")
+    return spec or {}
+
+
+def _read_provenance(path: Path) -> dict:
+    """provenance.json as a mapping; UserError naming a damaged one."""
+    # Deleting it is safe: the report notes it missing, and the next resume writes a fresh one.
+    fix = "delete it to report without it (the next `ltrans sweep resume` writes a new one)"
+    try:
+        provenance = json.loads(path.read_text())
+    except ValueError as err:  # JSONDecodeError and UnicodeDecodeError
+        raise UserError(f"{path} is not valid JSON ({_one_line(err)}); {fix}") from None
+    if not isinstance(provenance, dict):
+        raise UserError(f"{path} holds a JSON {type(provenance).__name__}, not an object; {fix}")
+    return provenance
+
+
 def _read_parquet(path: Path) -> pd.DataFrame | None:
-    """The frame, or None when the runner has not written the file."""
-    return pd.read_parquet(path) if path.is_file() else None
+    """The frame, or None when the runner has not written the file; UserError naming a damaged one."""
+    from pyarrow import ArrowException
+
+    if not path.is_file():
+        return None
+    try:
+        return pd.read_parquet(path)
+    except (ArrowException, ValueError) as err:
+        run = path.parent
+        # execute() rewrites both parquet files from the ledger whenever it ends, budget spent or not.
+        fix = (f"`ltrans sweep resume {run}` rewrites it from the run's ledger"
+               if (run / "ledger").is_dir() and (run / "state.json").is_file()
+               else "restore it from the folder the sweep ran in (this one has no ledger to rebuild it from)")
+        why = str(err).replace(f"Could not open Parquet input source '{path}': ", "")  # the path, said once
+        raise UserError(f"{path} is not a readable parquet file ({_one_line(why)}); {fix}") from None
+
+
+def _one_line(err: Exception | str, limit: int = 200) -> str:
+    """The first sentence of an error message on one line, at most ``limit`` characters."""
+    text = " ".join(str(err).split()).split(". ")[0]
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def tidy(trials: pd.DataFrame, label: str) -> pd.DataFrame:

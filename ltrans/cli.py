@@ -1,10 +1,12 @@
 """The ``ltrans`` command line: each command is a few lines over importable functions.
 
-User errors (``ltrans.errors.UserError``) print one line and exit 2; no traceback.
+User errors (``ltrans.errors.UserError``) and file-system errors (``OSError``: an unwritable or full
+output folder, a path under a regular file) print one line and exit 2; no traceback.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import sys
 from pathlib import Path
@@ -16,13 +18,16 @@ from ltrans.errors import UserError
 
 
 class _Group(click.Group):
-    """A click group that turns UserError into one clear line and exit code 2."""
+    """A click group that turns UserError and OSError into one clear line and exit code 2."""
 
     def main(self, args=None, prog_name=None, **extra):
         try:
             code = super().main(args, prog_name, standalone_mode=False, **extra)
         except UserError as err:
             click.echo(f"error: {err}", err=True)
+            sys.exit(2)
+        except OSError as err:
+            click.echo(f"error: {os_error_line(err)}", err=True)
             sys.exit(2)
         except click.exceptions.Abort:
             click.echo("aborted", err=True)
@@ -31,6 +36,15 @@ class _Group(click.Group):
             err.show()
             sys.exit(err.exit_code)
         sys.exit(code if isinstance(code, int) else 0)  # click returns Exit codes when not standalone
+
+
+def os_error_line(err: OSError) -> str:
+    """'<path>: <reason>' plus what to do, for a file-system error that reached the command line."""
+    paths = " -> ".join(str(p) for p in (err.filename, err.filename2) if p is not None)
+    reason = err.strerror or str(err) or type(err).__name__
+    fix = ("free some space, or choose another -o / --cache-dir" if err.errno == errno.ENOSPC
+           else "check that path, or choose a writable -o / --cache-dir")
+    return f"{paths}: {reason} ({fix})" if paths else f"{reason} ({fix})"
 
 
 def _store(ctx: click.Context):

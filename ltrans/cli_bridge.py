@@ -35,26 +35,37 @@ def train_and_write(ctx: click.Context, cfg, out: Path, device: str) -> dict:
     """Prepare the pair, run one trial, write config.json, row.json and bridge.pt into ``out``."""
     import torch
 
-    from ltrans.files import atomic_write_json, atomic_write_text
+    from ltrans.files import atomic_open, atomic_write_json, atomic_write_text, writable_dir
     from ltrans.models import zoo
     from ltrans.pipeline import load_pair, run_trial
 
     device = zoo.resolve_device(device)
+    writable_dir(out)  # a bad -o fails now, not after the trial (up to 40 min)
     click.echo(f"preparing pair {cfg.pair} (base models, classifiers, latents; cached after the first run)")
     data = load_pair(cfg.pair, store=_store(ctx), preset=cfg.base, device=device, progress=True)
     click.echo(f"training {cfg.method} for {cfg.bridge.steps} steps ...")
     row, translator = run_trial(cfg, data, device=device, progress=True)
-    out.mkdir(parents=True, exist_ok=True)
+    _remove_results(out)  # a failed or Procrustes re-run must not leave the old bridge beside its config
     atomic_write_json(out / "config.json", dataclasses.asdict(cfg))
     atomic_write_text(out / "row.json", row.to_json() + "\n")
     if cfg.method == "bridge" and translator is not None and row.status == "ok":
         from ltrans.showcase import bridge_state, write_examples
 
-        torch.save(bridge_state(translator.model), out / "bridge.pt.tmp")
-        (out / "bridge.pt.tmp").replace(out / "bridge.pt")
+        with atomic_open(out / "bridge.pt") as f:
+            torch.save(bridge_state(translator.model), f)
         write_examples(translator.model, {"a": data.a, "b": data.b}, out / "examples", seed=cfg.seed)
         click.echo(f"translations and interpolation strips in {out / 'examples'}")
     return row.flat()
+
+
+def _remove_results(out: Path) -> None:
+    """Delete the bridge and examples an earlier trial wrote into ``out`` (weights first: without them
+    ``ltrans translate`` refuses the folder rather than load them under another config)."""
+    import shutil
+
+    (out / "bridge.pt").unlink(missing_ok=True)
+    if (out / "examples").is_dir():
+        shutil.rmtree(out / "examples")
 
 
 @cli.group()
@@ -95,7 +106,7 @@ def translate(ctx: click.Context, pair: str, src: str, n: int, out: Path, bridge
               device: str) -> None:
     """Translate held-out examples of one side of PAIR with a trained bridge; write grids and WAVs."""
     import ltrans.models  # noqa: F401  (registries)
-    from ltrans.files import atomic_write_json
+    from ltrans.files import atomic_write_json, writable_dir
     from ltrans.models import zoo
     from ltrans.pairs import PAIRS
     from ltrans.pipeline import load_pair
@@ -108,6 +119,7 @@ def translate(ctx: click.Context, pair: str, src: str, n: int, out: Path, bridge
         raise UserError(f"{folder} holds a bridge for {cfg.pair!r}, not {pair!r}; pass --bridge with a "
                         f"folder from `ltrans bridge train {pair}`")
     device = zoo.resolve_device(device)
+    writable_dir(out)  # before the pair is prepared
     data = load_pair(pair, store=_store(ctx), preset=cfg.base, device=device, progress=True)
     sides = {"a": data.a, "b": data.b}
     summary = write_translations(model.to(device), sides, src, n, out, seed)
@@ -167,15 +179,15 @@ def bridge_ablate(ctx: click.Context, pair: str, preset: str, studies: tuple[str
                   names: tuple[str, ...], seeds: int, out: Path | None, device: str) -> None:
     """The paper's ablations and baselines for PAIR on one budget; one JSON row per variant and seed."""
     from ltrans.ablations import STUDIES, over_seeds, summarise, variants
+    from ltrans.files import writable_dir
     from ltrans.models import zoo
     from ltrans.pipeline import load_pair, run_trial
 
     base = trial_config(pair, preset, sets)
     runs = over_seeds(variants(base, studies or tuple(STUDIES), names), seeds)  # checked before training
     device = zoo.resolve_device(device)
+    out = writable_dir(out or Path("runs") / "ablate" / pair)  # before the pair is prepared
     data = load_pair(pair, store=_store(ctx), preset=base.base, device=device, progress=True)
-    out = out or Path("runs") / "ablate" / pair
-    out.mkdir(parents=True, exist_ok=True)
     click.echo(f"{'study':<11} {'variant':<22} {'seed':>4} {'A->B':>6} {'B->A':>6} {'fid A->B':>9} {'train s':>8}")
     done = []
     for study, name, cfg in runs:

@@ -1,6 +1,7 @@
 """Single files written so that a reader sees the old file or the new one, never a part: the atomic
-writers that every ltrans output goes through, the ``.npz`` array format (no pickle), and streaming
-sha256 of a file. The artifact store (``ltrans.artifacts``) builds on these."""
+writers that every ltrans output goes through (with the mode the umask gives, as open() would), the
+``.npz`` array format (no pickle), and streaming sha256 of a file. The artifact store
+(``ltrans.artifacts``) builds on these."""
 
 from __future__ import annotations
 
@@ -10,12 +11,41 @@ import json
 import os
 import tempfile
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 import numpy as np
 
 _CHUNK = 1 << 20  # 1 MiB reads keep hashing streaming and memory flat for any file size
+
+
+def umask() -> int:
+    """The process umask, read without loosening it even for a moment.
+
+    Linux shows it in /proc/self/status; elsewhere it is swapped for 0o077 and put back, so that a file
+    another thread creates in between is at worst private, never world-writable.
+    """
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o077)
+    os.umask(mask)
+    return mask
+
+
+def writable_dir(path: Path) -> Path:
+    """path as a folder, created if missing and proven writable by a probe file; OSError otherwise.
+
+    Commands call it before hours of work, not after, so that a bad output path costs nothing.
+    """
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryFile(dir=path, prefix=".write-probe."):
+        pass
+    return path
 
 
 def fsync_dir(path: Path) -> None:
@@ -37,6 +67,10 @@ def atomic_open(path: Path) -> Iterator[io.BufferedWriter]:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
+            # mkstemp makes the file 0600 whatever the umask; give it the mode open() would have, so that
+            # a shared cache or a report is readable by whoever the umask lets in.
+            with suppress(OSError):  # a file system without modes (some FUSE/SMB mounts) keeps its own
+                os.fchmod(f.fileno(), 0o666 & ~umask())
             yield f
             f.flush()
             os.fsync(f.fileno())

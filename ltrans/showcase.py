@@ -40,13 +40,41 @@ def load_bridge(folder: Path):
         raise UserError(f"{config_path} is not a trial config written by `ltrans bridge train` ({err})") from None
     if cfg.method != "bridge":
         raise UserError(f"{folder} holds a {cfg.method} trial, not a bridge; only bridges can translate here")
+    foreign = f"{weights} cannot be loaded: not a torch checkpoint written by `ltrans bridge train`"
+    retrain = f"retrain it with `ltrans bridge train {cfg.pair} -o {folder}`"
+    with open(weights, "rb") as f:
+        if f.read(4) != _ZIP_MAGIC:
+            raise UserError(f"{foreign} (torch.save writes a zip archive; this file is not one); {retrain}")
     try:
         state = torch.load(weights, map_location="cpu", weights_only=True)
+    except OSError:
+        raise  # unreadable rather than foreign: the CLI names the path and the reason
+    except Exception as err:  # noqa: BLE001  a damaged or crafted file fails in many ways (pickle, zip)
+        raise UserError(f"{foreign} ({_why_not_loaded(err)}); {retrain}") from None
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise UserError(f"{foreign} (it holds a {type(state).__name__}, not a dict of tensors); {retrain}")
+    try:
         model = _bridge_from_state(state, cfg.bridge)
-    except (RuntimeError, ValueError, EOFError, KeyError, OSError) as err:
-        raise UserError(f"{weights} cannot be loaded ({err}); train the bridge again with "
-                        f"`ltrans bridge train {cfg.pair} -o {folder}`") from None
+    except (RuntimeError, ValueError, KeyError, TypeError) as err:
+        raise UserError(f"{weights} cannot be loaded: its tensors do not fit the bridge that {config_path.name} "
+                        f"describes ({_one_line(err)}); {retrain}") from None
     return cfg, model
+
+
+_ZIP_MAGIC = b"PK\x03\x04"  # torch.save's format since torch 1.6
+
+
+def _why_not_loaded(err: Exception) -> str:
+    """One line on why torch.load refused a file; its weights-only refusal is a paragraph."""
+    if "Weights only load failed" in str(err):
+        return "it holds Python objects besides tensors, which a weights-only load never runs"
+    return f"{type(err).__name__}: {_one_line(err)}"
+
+
+def _one_line(err: Exception, limit: int = 200) -> str:
+    """The error's first sentence on one line, at most ``limit`` characters."""
+    text = " ".join(str(err).split()).split(". ")[0]
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _bridge_from_state(state: dict, cfg) -> torch.nn.Module:

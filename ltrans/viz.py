@@ -12,6 +12,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from ltrans.errors import UserError
+
 # A perceptually ordered dark-blue -> green -> yellow ramp (anchor colours chosen by eye, viridis-like).
 _RAMP = np.array(
     [[68, 1, 84], [59, 82, 139], [33, 145, 140], [94, 201, 98], [253, 231, 37]], dtype=np.float64
@@ -43,8 +45,14 @@ def tile_grid(
     scale: int = 2,
     pad: int = 2,
 ) -> Image.Image:
-    """A grid image of ``tiles[row][col]`` (2-d grey in [0, 1] or RGB uint8), labelled on the left."""
-    h, w = to_rgb(tiles[0][0]).shape[:2]
+    """A grid image of ``tiles[row][col]`` (2-d grey in [0, 1] or RGB uint8), labelled on the left.
+
+    A row may be empty (a class without examples); it stays blank. All rows empty is a UserError.
+    """
+    first = next((row[0] for row in tiles if len(row)), None)
+    if first is None:
+        raise UserError(f"nothing to draw: all {len(tiles)} rows of the grid are empty (no examples)")
+    h, w = to_rgb(first).shape[:2]
     n_rows, n_cols = len(tiles), max(len(r) for r in tiles)
     label_w = 8 + 7 * max((len(s) for s in row_labels), default=0) if row_labels else 0
     width = label_w + n_cols * (w * scale + pad) + pad

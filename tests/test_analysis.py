@@ -20,6 +20,8 @@ from ltrans.analysis import figures_training as ft
 from ltrans.analysis.report import write_report
 from ltrans.analysis.runs import load, read_runs
 
+from ltrans.errors import UserError
+
 SPACE = {"bridge.lr": {"type": "float", "low": 1e-4, "high": 1e-2, "log": True},
          "bridge.width": {"type": "categorical", "choices": [256, 64, 128]}}
 
@@ -115,6 +117,23 @@ def test_ablation_figure_draws_the_ladder_in_order_and_procrustes_on_the_same_ax
     curve_ = by_name["mnist_animals · bridge", "x2"]
     assert list(curve_.x) == ["10", "all"] and list(curve_.y) == pytest.approx([0.6, 0.9])
     assert list(by_name["mnist_animals · procrustes", "x2"].y) == pytest.approx([0.3, 0.5])
+
+
+def test_a_run_of_procrustes_alone_gets_its_ablation_figure_and_report(tmp_path):
+    rows = [trial(0, method="procrustes", a_to_b=0.5, b_to_a=0.7), trial(1, method="procrustes", n_sup=10,
+            a_to_b=0.2, b_to_a=0.4), trial(2, status="failed")]
+    run = write_run(tmp_path / "run", rows)
+    results = read_runs([run])
+    ladder, budget = agg.ablation_table(results, "rung"), agg.ablation_table(results, "n_sup")
+    fig = fr.ablation_figure(ladder, budget, fr.palette(["mnist_animals"]))
+    by_name = {(t.name, t.xaxis): t for t in fig.data}
+    assert set(by_name) == {("mnist_animals · procrustes", "x"), ("mnist_animals · procrustes", "x2")}
+    point = by_name["mnist_animals · procrustes", "x"]
+    assert list(point.x) == ["procrustes"] and list(point.y) == pytest.approx([0.6])
+    assert list(by_name["mnist_animals · procrustes", "x2"].y) == pytest.approx([0.3, 0.6])
+    report = write_report([run], tmp_path / "report.html")  # `ltrans report` crashed here
+    ablations = next(s for s in report.sections if s.key == "ablations")
+    assert len(ablations.panels) == 1 and "procrustes" in report.path.read_text()
 
 
 def test_speed_compares_stored_base_model_times_with_bridge_times(tmp_path):
@@ -224,6 +243,54 @@ def test_cli_user_errors_are_one_line_and_exit_2(tmp_path):
         result = CliRunner().invoke(cli, ["report", str(target)], obj={})
         lines = result.output.strip().splitlines()
         assert result.exit_code == 2 and len(lines) == 1 and lines[0].startswith("error:") and words in lines[0]
+
+
+@pytest.mark.parametrize(("name", "damage", "words"), [
+    ("sweep.yaml", "a: [b\n", "is not valid YAML (expected ',' or ']'"),
+    ("sweep.yaml", "- a\n- b\n", "holds a YAML list, not the mapping"),
+    ("provenance.json", "{bad", "is not valid JSON"),
+    ("provenance.json", "[1, 2]", "holds a JSON list, not an object"),
+    ("trials.parquet", "truncate", "is not a readable parquet file"),
+    ("curves.parquet", "garbage, not columns\n", "is not a readable parquet file (Parquet magic bytes not found"),
+])
+def test_a_damaged_run_file_is_one_line_naming_it_and_exit_2(tmp_path, name, damage, words):
+    from ltrans.cli import cli
+
+    run = write_run(tmp_path / "run", [trial(0), trial(1, lr=2e-3)], curves=curve(0))
+    path = run / name
+    if damage == "truncate":
+        path.write_bytes(path.read_bytes()[:-20])
+    else:
+        path.write_text(damage)
+    result = CliRunner().invoke(cli, ["report", str(run), "-o", str(tmp_path / "r.html")], obj={})
+    lines = result.output.strip().splitlines()
+    assert result.exit_code == 2 and len(lines) == 1 and "Traceback" not in result.output, result.output
+    assert lines[0].startswith(f"error: {path} ") and words in lines[0]
+    fix = {"sweep.yaml": "`ltrans sweep run FILE`", "provenance.json": "delete it",
+           "trials.parquet": "restore it", "curves.parquet": "restore it"}[name]
+    assert fix in lines[0]
+
+
+def test_the_report_file_gets_the_mode_the_umask_allows(tmp_path):
+    import os
+    import stat
+
+    run = write_run(tmp_path / "run", None)
+    old = os.umask(0o027)  # a group-shared cluster folder: group may read, others not
+    try:
+        report = write_report([run], tmp_path / "r.html")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(report.path.stat().st_mode) == 0o640
+
+
+def test_a_damaged_parquet_of_a_run_with_its_ledger_says_resume_rewrites_it(tmp_path):
+    run = write_run(tmp_path / "run", [trial(0)])
+    (run / "ledger").mkdir()
+    (run / "state.json").write_text("{}")
+    (run / "trials.parquet").write_text("garbage")
+    with pytest.raises(UserError, match=f"`ltrans sweep resume {run}` rewrites it from the run's ledger"):
+        read_runs([run])
 
 
 def test_audio_examples_embed_one_player_per_class_and_side(tmp_path):

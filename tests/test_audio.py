@@ -124,6 +124,48 @@ def test_other_wav_formats_raise_a_user_error_naming_the_file(tmp_path, kind):
         audio.read_wav(path)
 
 
+def _damaged(path, kind: str) -> None:
+    """A WAV file (or folder) at path, damaged the way ``kind`` says."""
+    audio.write_wav(path, tone(440.0, n=1000))
+    data = path.read_bytes()
+    if kind == "truncated_odd":  # cut mid-sample: numpy cannot even view the bytes as 16-bit
+        path.write_bytes(data[:501])
+    elif kind == "truncated_even":
+        path.write_bytes(data[:490])
+    elif kind == "header_only":
+        path.write_bytes(data[:30])  # ends inside the fmt chunk: the wave module's EOFError has no message
+    elif kind == "rate0":
+        path.write_bytes(data[:24] + struct.pack("<I", 0) + data[28:])  # the fmt chunk's sample rate
+    elif kind == "folder":
+        path.unlink()
+        path.mkdir()
+
+
+@pytest.mark.parametrize(("kind", "words"), [
+    ("truncated_odd", "truncated: the header promises 1000 frames, the file holds 228"),
+    ("truncated_even", "truncated: the header promises 1000 frames, the file holds 223"),
+    ("header_only", "too short for a WAV header"),
+    ("rate0", "sample rate of 0 Hz"),
+    ("folder", "a folder named like a WAV file"),
+])
+def test_a_damaged_wav_is_a_user_error_naming_the_file_and_the_problem(tmp_path, kind, words):
+    path = tmp_path / "x.wav"
+    _damaged(path, kind)
+    with pytest.raises(UserError) as error:
+        audio.read_wav(path)
+    assert str(error.value).startswith(f"{path}: ") and words in str(error.value)
+
+
+def test_the_wav_folder_loader_names_a_damaged_clip(tmp_path):
+    from ltrans.data.spoken import load_speech_commands
+
+    (tmp_path / "zero").mkdir()
+    audio.write_wav(tmp_path / "zero" / "a.wav", tone(440.0))
+    _damaged(tmp_path / "zero" / "b.wav", "truncated_odd")
+    with pytest.raises(UserError, match=f"{tmp_path / 'zero' / 'b.wav'}: truncated"):
+        load_speech_commands(tmp_path, seed=0)
+
+
 @pytest.mark.parametrize(("sr_from", "sr_to"), [(22050, 16000), (8000, 16000), (48000, 16000)])
 def test_resample_keeps_duration_and_pitch(sr_from, sr_to):
     x = tone(440.0, n=sr_from, rate=sr_from)  # 1 s

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import subprocess
 import sys
@@ -13,7 +14,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 from ltrans import __version__
-from ltrans.cli import cli
+from ltrans.cli import cli, os_error_line
 from ltrans.cli_cache import human_size
 
 
@@ -78,6 +79,26 @@ def test_data_show_audio_writes_wavs_and_a_spectrogram_grid(tmp_path):
     assert len(wavs) == 10 and (tmp_path / "spoken_digits_spectrograms.png").exists()
     with wave.open(str(wavs[0])) as w:
         assert (w.getframerate(), w.getnchannels(), w.getsampwidth(), w.getnframes()) == (16000, 1, 2, 16000)
+
+
+def test_data_show_draws_a_blank_row_for_a_class_without_examples(tmp_path):
+    # A real dataset folder may lack a class; the first one used to fix the tile size.
+    from ltrans.cli_data import show_examples
+    from ltrans.errors import UserError
+    from ltrans.viz import tile_grid
+
+    x = np.full((6, 8, 8), 0.0)  # black tiles
+    y = np.array([1, 1, 2, 2, 3, 3])
+    names = ["zero", "one", "two", "three"]
+    (path,) = show_examples("image", x, y, names, 2, tmp_path, "partial")
+    grey = np.asarray(Image.open(path).convert("L"))
+    rows = np.array_split(grey[2:], 4)  # pad 2, then four rows of 8x8 tiles scaled 8x
+    label_w = 8 + 7 * len("three")
+    assert grey.shape == (2 + 4 * (64 + 2), label_w + 2 * (64 + 2) + 2)
+    assert (rows[0][:, label_w:] == 255).all()  # class zero: blank
+    assert all((r[:64, label_w + 2 : label_w + 66] == 0).all() for r in rows[1:])  # a black tile each
+    with pytest.raises(UserError, match="all 2 rows of the grid are empty"):
+        tile_grid([[], []])
 
 
 def test_cache_ls_verify_and_clear(tmp_path, store):
@@ -155,6 +176,33 @@ def test_bridge_ablate_repeats_a_chosen_variant_over_seeds_and_summarises_it(tmp
     assert bad.exit_code == 2 and "unknown variant 'no such variant'" in bad.output
     assert "'trained classifier', 'frozen classifier'" in bad.output
     assert len((tmp_path / "rows.jsonl").read_text().splitlines()) == 2
+
+
+def test_an_output_path_under_a_regular_file_is_one_line_exit_2(tmp_path):
+    # Tests run as root, so a path under a regular file stands in for every unwritable -o.
+    (tmp_path / "file").write_text("")
+    target = tmp_path / "file" / "out"
+    result = CliRunner().invoke(cli, ["data", "show", "digits8", "-o", str(target)])
+    lines = result.output.strip().splitlines()
+    assert result.exit_code == 2 and "Traceback" not in result.output and len(lines) == 1, result.output
+    assert lines[0].startswith(f"error: {target}: Not a directory") and "writable -o / --cache-dir" in lines[0]
+
+
+def test_bridge_train_checks_its_output_folder_before_it_prepares_or_trains(tmp_path):
+    (tmp_path / "file").write_text("")
+    target = tmp_path / "file" / "bridge"
+    result = CliRunner().invoke(cli, ["bridge", "train", "mnist_mnist", "--preset", "smoke", "-o", str(target)])
+    assert result.exit_code == 2 and f"error: {target}: Not a directory" in result.output, result.output
+    assert "preparing pair" not in result.output and "training" not in result.output  # failed before any work
+    ablate = CliRunner().invoke(cli, ["bridge", "ablate", "mnist_mnist", "--preset", "smoke", "-o", str(target)])
+    assert ablate.exit_code == 2 and f"error: {target}: Not a directory" in ablate.output, ablate.output
+
+
+def test_os_error_line_names_the_paths_and_the_fix():
+    full = OSError(errno.ENOSPC, "No space left on device")  # what a write on a full disk raises: no path
+    assert os_error_line(full) == "No space left on device (free some space, or choose another -o / --cache-dir)"
+    renamed = PermissionError(errno.EACCES, "Permission denied", "/a/.x.tmp", None, "/a/x")
+    assert os_error_line(renamed).startswith("/a/.x.tmp -> /a/x: Permission denied (check that path")
 
 
 @pytest.mark.parametrize("n,text", [(0, "0 B"), (1023, "1023 B"), (1536, "1.5 KiB"),

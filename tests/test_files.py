@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import stat
 
 import numpy as np
 import pytest
@@ -16,6 +18,8 @@ from ltrans.files import (
     file_sha256,
     load_arrays,
     save_arrays,
+    umask,
+    writable_dir,
 )
 
 
@@ -64,3 +68,27 @@ def test_file_sha256_streams_across_chunks(tmp_path):
     assert file_sha256(tmp_path / "big.bin") == hashlib.sha256(data).hexdigest()
     (tmp_path / "empty").write_bytes(b"")
     assert file_sha256(tmp_path / "empty") == hashlib.sha256(b"").hexdigest()
+
+
+@pytest.mark.parametrize("mask", [0o022, 0o002, 0o077])
+def test_written_files_get_the_mode_the_umask_allows(tmp_path, mask):
+    # mkstemp alone gives 0600: a shared cache or report would be unreadable by the group.
+    old = os.umask(mask)
+    try:
+        assert umask() == mask and os.umask(mask) == mask  # reading it leaves it as it was
+        atomic_write_bytes(tmp_path / "a.bin", b"x")
+        save_arrays(tmp_path / "b.npz", y=np.arange(3))
+        (tmp_path / "c.json").write_text("{}")
+        atomic_write_json(tmp_path / "c.json", {})  # replacing a file gives the new file's mode too
+    finally:
+        os.umask(old)
+    for name in ("a.bin", "b.npz", "c.json"):
+        assert stat.S_IMODE((tmp_path / name).stat().st_mode) == 0o666 & ~mask, name
+
+
+def test_writable_dir_creates_the_folder_and_refuses_a_path_under_a_file(tmp_path):
+    assert writable_dir(tmp_path / "a" / "b").is_dir()
+    assert list((tmp_path / "a" / "b").iterdir()) == []  # the probe leaves nothing behind
+    (tmp_path / "file").write_text("")
+    with pytest.raises(NotADirectoryError):
+        writable_dir(tmp_path / "file" / "out")

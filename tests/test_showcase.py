@@ -277,6 +277,52 @@ def test_a_damaged_or_missing_bridge_is_refused_clearly(bridge_folder, tmp_path)
         load_bridge(tmp_path)
 
 
+class _Crafted:
+    """Pickles as a call of os.mkdir: a bridge.pt that would run code if torch.load unpickled it fully."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        import os
+
+        return os.mkdir, (self.marker,)
+
+
+@pytest.mark.parametrize("content", ["crafted", "text", "list"])
+def test_a_foreign_bridge_pt_is_one_line_exit_2_and_runs_nothing(bridge_folder, tmp_path, content):
+    folder, marker = tmp_path / "bridge", tmp_path / "ran"
+    folder.mkdir()
+    (folder / "config.json").write_bytes((bridge_folder / "config.json").read_bytes())
+    if content == "text":
+        (folder / "bridge.pt").write_text("these are not the weights you are looking for\n")
+    else:
+        torch.save({"w": _Crafted(marker)} if content == "crafted" else [torch.zeros(2)], folder / "bridge.pt")
+    result = CliRunner().invoke(cli, ["translate", "mnist_mnist", "--bridge", str(folder), "-o", str(tmp_path / "o")])
+    lines = result.output.strip().splitlines()
+    assert result.exit_code == 2 and len(lines) == 1 and "Traceback" not in result.output, result.output
+    assert lines[0].startswith(f"error: {folder / 'bridge.pt'} cannot be loaded: not a torch checkpoint written by")
+    assert f"retrain it with `ltrans bridge train mnist_mnist -o {folder}`" in lines[0]
+    assert not marker.exists()  # the weights-only load refused the pickle instead of calling os.mkdir
+
+
+def test_a_procrustes_rerun_into_a_bridge_folder_leaves_no_stale_bridge(bridge_folder, tmp_path):
+    import shutil
+
+    import click
+
+    out = tmp_path / "bridge"
+    shutil.copytree(bridge_folder, out)
+    with click.Context(cli, obj={"cache_dir": None}) as ctx:
+        row = train_and_write(ctx, override(smoke("mnist_mnist"), {"method": "procrustes"}), out, "cpu")
+    assert row["method"] == "procrustes" and row["status"] == "ok"
+    # The old bridge.pt and examples/ would otherwise sit beside a config that no longer describes them.
+    assert sorted(p.name for p in out.iterdir()) == ["config.json", "row.json"]
+    assert json.loads((out / "config.json").read_text())["method"] == "procrustes"
+    with pytest.raises(UserError, match="holds no trained bridge"):
+        load_bridge(out)
+
+
 def test_translate_cli_refuses_a_bridge_of_another_pair(bridge_folder, tmp_path):
     result = CliRunner().invoke(cli, ["translate", "mnist_animals", "--bridge", str(bridge_folder), "-o",
                                       str(tmp_path)])

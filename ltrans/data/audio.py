@@ -161,16 +161,25 @@ def griffin_lim(log_mel_spec: Tensor, n_iter: int = 64, generator: torch.Generat
 def read_wav(path: str | Path) -> tuple[np.ndarray, int]:
     """Samples (float32 in [-1, 1], mono; stereo is averaged) and the sample rate of a 16-bit PCM WAV."""
     path = Path(path)
+    if path.is_dir():
+        raise UserError(f"{path}: a folder named like a WAV file; move or rename it")
     try:
         with wavefile.open(str(path), "rb") as f:
-            channels, width, rate = f.getnchannels(), f.getsampwidth(), f.getframerate()
-            raw = f.readframes(f.getnframes())
+            channels, width, rate, n_frames = f.getnchannels(), f.getsampwidth(), f.getframerate(), f.getnframes()
+            raw = f.readframes(n_frames)
     except (wavefile.Error, EOFError) as error:
-        raise UserError(f"{path}: not a PCM WAV file readable by the wave module ({error})") from None
+        # EOFError carries no message: the file ends before its RIFF header does.
+        detail = str(error) or "the file is too short for a WAV header"
+        raise UserError(f"{path}: not a PCM WAV file readable by the wave module ({detail})") from None
     if width != 2 or channels not in (1, 2):
         raise UserError(
             f"{path}: {8 * width}-bit, {channels}-channel WAV; expected 16-bit PCM, mono or stereo"
         )
+    if rate <= 0:
+        raise UserError(f"{path}: the header gives a sample rate of {rate} Hz; the file is damaged")
+    if len(raw) < n_frames * channels * width:
+        raise UserError(f"{path}: truncated: the header promises {n_frames} frames, the file holds "
+                        f"{len(raw) // (channels * width)}; copy or download it again")
     # Divide by 32767, as write_wav multiplies, so a round trip is exact to half a step; clip -32768.
     samples = np.frombuffer(raw, dtype="<i2").reshape(-1, channels).mean(axis=1) / 32767.0
     return np.clip(samples, -1.0, 1.0).astype(np.float32), rate
