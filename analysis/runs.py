@@ -21,7 +21,7 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from ltrans.errors import UserError
+from ltrans.errors import UserError, one_line
 
 RUNGS = ("ae", "vae", "vae+swd", "full", "other")  # ladder order (ltrans.ablations.ladder), then the rest
 
@@ -115,7 +115,7 @@ def _read_spec(path: Path) -> dict:
     except (yaml.YAMLError, ValueError) as err:  # ValueError: not UTF-8
         mark = getattr(err, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise UserError(f"{path} is not valid YAML ({getattr(err, 'problem', None) or _one_line(err)}{where}); "
+        raise UserError(f"{path} is not valid YAML ({getattr(err, 'problem', None) or one_line(err)}{where}); "
                         f"{fix}") from None
     if spec is not None and not isinstance(spec, dict):
         raise UserError(f"{path} holds a YAML {type(spec).__name__}, not the mapping of a resolved sweep; {fix}")
@@ -129,7 +129,7 @@ def _read_provenance(path: Path) -> dict:
     try:
         provenance = json.loads(path.read_text())
     except ValueError as err:  # JSONDecodeError and UnicodeDecodeError
-        raise UserError(f"{path} is not valid JSON ({_one_line(err)}); {fix}") from None
+        raise UserError(f"{path} is not valid JSON ({one_line(err)}); {fix}") from None
     if not isinstance(provenance, dict):
         raise UserError(f"{path} holds a JSON {type(provenance).__name__}, not an object; {fix}")
     return provenance
@@ -150,13 +150,7 @@ def _read_parquet(path: Path) -> pd.DataFrame | None:
                if (run / "ledger").is_dir() and (run / "state.json").is_file()
                else "restore it from the folder the sweep ran in (this one has no ledger to rebuild it from)")
         why = str(err).replace(f"Could not open Parquet input source '{path}': ", "")  # the path, said once
-        raise UserError(f"{path} is not a readable parquet file ({_one_line(why)}); {fix}") from None
-
-
-def _one_line(err: Exception | str, limit: int = 200) -> str:
-    """The first sentence of an error message on one line, at most ``limit`` characters."""
-    text = " ".join(str(err).split()).split(". ")[0]
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+        raise UserError(f"{path} is not a readable parquet file ({one_line(why)}); {fix}") from None
 
 
 def tidy(trials: pd.DataFrame, label: str) -> pd.DataFrame:

@@ -9,3 +9,10 @@ class UserError(Exception):
 
 class CorruptArtifact(UserError):
     """A cached file whose content no longer matches the hash recorded when it was written."""
+
+
+def one_line(err: Exception | str, limit: int = 200) -> str:
+    """An error message's first sentence on one line, at most ``limit`` characters (for a UserError that
+    quotes a library's multi-line or paragraph-long message)."""
+    text = " ".join(str(err).split()).split(". ")[0]
+    return text if len(text) <= limit else text[: limit - 3] + "..."

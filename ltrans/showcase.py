@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from ltrans import render
-from ltrans.errors import UserError
+from ltrans.errors import UserError, one_line
 from ltrans.metrics.transfer import Side, balanced_index, decode_and_classify
 
 STEPS = 9  # points per interpolation strip, endpoints included
@@ -57,7 +57,7 @@ def load_bridge(folder: Path):
         model = _bridge_from_state(state, cfg.bridge)
     except (RuntimeError, ValueError, KeyError, TypeError) as err:
         raise UserError(f"{weights} cannot be loaded: its tensors do not fit the bridge that {config_path.name} "
-                        f"describes ({_one_line(err)}); {retrain}") from None
+                        f"describes ({one_line(err)}); {retrain}") from None
     return cfg, model
 
 
@@ -68,13 +68,7 @@ def _why_not_loaded(err: Exception) -> str:
     """One line on why torch.load refused a file; its weights-only refusal is a paragraph."""
     if "Weights only load failed" in str(err):
         return "it holds Python objects besides tensors, which a weights-only load never runs"
-    return f"{type(err).__name__}: {_one_line(err)}"
-
-
-def _one_line(err: Exception, limit: int = 200) -> str:
-    """The error's first sentence on one line, at most ``limit`` characters."""
-    text = " ".join(str(err).split()).split(". ")[0]
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+    return f"{type(err).__name__}: {one_line(err)}"
 
 
 def _bridge_from_state(state: dict, cfg) -> torch.nn.Module:
