@@ -26,10 +26,13 @@ LABEL_BUDGETS = (0, 10, 100, 1000, -1)
 
 
 def ladder(base: TrialConfig) -> Iterator[tuple[str, TrialConfig]]:
-    """AE -> VAE -> +SWD -> +classifier, each keeping the base config's betas where switched on."""
+    """AE -> VAE -> +SWD -> +classifier, each keeping the base config's betas where switched on.
+
+    The AE rung is a plain autoencoder: it feeds the posterior means of the base latents and uses the
+    code's mean itself (no sampling of either), as an autoencoder without the KL term would."""
     b = base.bridge
     yield "ae", override(base, {"bridge.beta_kl": 0.0, "bridge.beta_swd": 0.0, "bridge.beta_cls": 0.0,
-                                "bridge.sample_posterior": False})
+                                "bridge.sample_posterior": False, "bridge.sample_code": False})
     yield "vae", override(base, {"bridge.beta_swd": 0.0, "bridge.beta_cls": 0.0})
     yield "vae+swd", override(base, {"bridge.beta_cls": 0.0, "bridge.beta_swd": b.beta_swd or 1.0})
     yield "full", base

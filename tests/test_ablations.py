@@ -21,7 +21,8 @@ def test_the_ladder_switches_on_one_term_per_rung():
           for name, c in rungs.items()}
     assert on == {"ae": (False, False, False), "vae": (True, False, False),
                   "vae+swd": (True, True, False), "full": (True, True, True)}
-    assert rungs["ae"].bridge.sample_posterior is False
+    assert rungs["ae"].bridge.sample_posterior is False and rungs["ae"].bridge.sample_code is False
+    assert all(c.bridge.sample_code for name, c in rungs.items() if name != "ae")
     steps = {c.bridge.steps for c in rungs.values()}
     assert steps == {paper("mnist_mnist").bridge.steps}          # same budget on every rung
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import torch
 
 from ltrans.bridge.config import BridgeConfig
+from ltrans.bridge.model import Bridge
 from ltrans.bridge.toy import toy_pair, transfer_accuracy
 from ltrans.bridge.train import train_bridge, translate_latents
 from ltrans.latents import Latents
@@ -36,6 +38,23 @@ def test_same_seed_gives_identical_training():
     other = train_bridge(TINY, pair.latents_a, pair.latents_b, seed=4)
     assert one.losses == two.losses and one.losses != other.losses
     assert all(torch.equal(p, q) for p, q in zip(one.model.parameters(), two.model.parameters()))
+
+
+def test_without_code_sampling_the_bridge_is_a_plain_autoencoder():
+    # sample_code off: z' is the encoder's mean, so with no KL term nothing reads the std head, which
+    # keeps its initial weights; with sampling on (and no KL) the reconstruction moves it.
+    pair = toy_pair(n_per_class=20, dim=5, rotation_seed=0, noise=0.3, seed=0, posterior_std=0.1)
+    ae = dataclasses.replace(TINY, beta_kl=0.0, beta_swd=0.0, beta_cls=0.0, sample_posterior=False)
+    init = Bridge(5, 5, ae, generator=torch.Generator().manual_seed(3))
+    plain = train_bridge(dataclasses.replace(ae, sample_code=False), pair.latents_a, pair.latents_b, seed=3)
+    noisy = train_bridge(ae, pair.latents_a, pair.latents_b, seed=3)
+
+    def unchanged(head: str, model: Bridge) -> bool:
+        pairs = zip(getattr(model, head).parameters(), getattr(init, head).parameters(), strict=True)
+        return all(torch.equal(p, q) for p, q in pairs)
+
+    assert unchanged("enc_std", plain.model) and not unchanged("enc_mu", plain.model)
+    assert not unchanged("enc_std", noisy.model)
 
 
 def test_the_progress_bar_counts_every_step_and_changes_nothing(capsys):

@@ -15,9 +15,10 @@ from ltrans.latents import Latents
 
 BASE = BridgeConfig(shared_dim=3, n_layers=2, width=16, batch_size=32, n_projections=4, steps=40, eval_every=10)
 # Every per-member setting a pack allows to differ: learning rate, loss weights, label budget, seed,
-# step budget and the batch/posterior switches.
+# step budget and the batch/posterior/code-sampling switches.
 VARIED = [{}, {"lr": 3e-3, "beta_kl": 0.0}, {"n_sup": 0, "beta_swd": 0.3}, {"beta_cls": 0.0, "steps": 25},
-          {"sample_posterior": False, "beta_swd": 0.0}, {"balanced_batches": False, "lr": 5e-4, "steps": 33}]
+          {"sample_posterior": False, "beta_swd": 0.0}, {"balanced_batches": False, "lr": 5e-4, "steps": 33},
+          {"sample_code": False, "beta_kl": 0.0}]
 
 
 @pytest.fixture(autouse=True)
@@ -36,7 +37,7 @@ def pair():
 
 def members(changes: list[dict], seeds=None) -> list[Member]:
     seeds = seeds or range(len(changes))
-    return [Member(dataclasses.replace(BASE, **c), seed=s) for c, s in zip(changes, seeds)]
+    return [Member(dataclasses.replace(BASE, **c), seed=s) for c, s in zip(changes, seeds, strict=True)]
 
 
 def same_weights(a, b) -> bool:
@@ -49,7 +50,7 @@ def without_clock(curve: list[dict]) -> list[dict]:
 
 def test_each_member_trains_bitwise_like_its_unpacked_bridge(pair):
     # The last member (a label subset) only agrees to rounding (next test); it must not disturb the rest.
-    pack = members(VARIED + [{"n_sup": 25}], seeds=[5, 1, 2, 3, 4, 0, 6])
+    pack = members(VARIED + [{"n_sup": 25}], seeds=[5, 1, 2, 3, 4, 0, 7, 6])
     for m, got in list(zip(pack, train_pack(pack, pair.latents_a, pair.latents_b)))[:-1]:
         want = train_bridge(m.cfg, pair.latents_a, pair.latents_b, seed=m.seed)
         assert (got.status, got.steps, got.reason) == (want.status, want.steps, want.reason) == ("ok", m.cfg.steps, "")

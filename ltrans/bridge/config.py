@@ -26,6 +26,7 @@ class BridgeConfig:
     balanced_batches: bool = True  # batches cycle through the classes (an implicit use of labels)
     freeze_classifier: bool = False  # True keeps the classifier at its random init, as the authors did
     sample_posterior: bool = True  # fresh z ~ N(mu, std) per batch; False feeds the posterior mean
+    sample_code: bool = True  # z' = mu + std * eps in training; False: z' = mu (a plain autoencoder)
     eval_every: int = 500  # steps between curve points / on_eval calls
     std_floor: float = 1e-4  # added to softplus in the std head, so log(std) stays finite
     n_classes: int = 10

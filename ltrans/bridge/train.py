@@ -161,16 +161,23 @@ class StepDraws:
     labelled: tuple[tuple[int, Tensor, Tensor, Tensor], ...] = ()
 
 
+def _code_noise(shape: tuple[int, int], cfg: BridgeConfig, generator: torch.Generator) -> Tensor:
+    """eps of the code sample mu + std * eps; zeros when ``cfg.sample_code`` is off (drawn all the same, so
+    every later draw of the run is the one a sampling run makes)."""
+    eps = torch.randn(shape, generator=generator, device=generator.device)
+    return eps if cfg.sample_code else torch.zeros_like(eps)
+
+
 def draw_step(dom: tuple[_Domain, _Domain], cfg: BridgeConfig, generator: torch.Generator) -> StepDraws:
     """Batch rows of both domains, their posterior samples and the code noise of one step.
 
     With a labelled subset, the classifier gets a separate class-balanced batch from each domain's
     labelled rows (so k labels are used every step, not only when a random batch happens to hit one).
     """
-    n, device = cfg.batch_size, generator.device
+    n = cfg.batch_size
     idx = (dom[0].batches.draw(n), dom[1].batches.draw(n))
     z_a, z_b = (d.sample(i, cfg, generator) for d, i in zip(dom, idx))
-    eps = torch.randn((2 * n, cfg.shared_dim), generator=generator, device=device)
+    eps = _code_noise((2 * n, cfg.shared_dim), cfg, generator)
     labelled = []
     if cfg.beta_cls > 0 and cfg.n_sup > 0:
         for side, d in enumerate(dom):
@@ -178,7 +185,7 @@ def draw_step(dom: tuple[_Domain, _Domain], cfg: BridgeConfig, generator: torch.
                 continue
             rows = d.labelled[d.labelled_batches.draw(min(cfg.batch_size, len(d.labelled)))]
             z = d.sample(rows, cfg, generator)
-            noise = torch.randn((len(rows), cfg.shared_dim), generator=generator, device=device)
+            noise = _code_noise((len(rows), cfg.shared_dim), cfg, generator)
             labelled.append((side, z, d.y[rows], noise))
     y = torch.cat([dom[0].y[idx[0]], dom[1].y[idx[1]]])
     return StepDraws(z_a, z_b, y, eps, tuple(labelled))
