@@ -113,9 +113,16 @@ def sigkill_mid_sweep(path: Path, run: Path) -> dict[int, dict]:
 @pytest.mark.slow
 def test_sigkill_mid_sweep_then_resume_keeps_finished_trials_and_meets_the_budget(tmp_path, _session_cache):
     run = tmp_path / "run"
-    before = sigkill_mid_sweep(sweep_file(tmp_path, "killed"), run)
+    asha = {"type": "asha", "metric": "loss_recon", "mode": "min", "grace_period": 50, "reduction_factor": 2}
+    before = sigkill_mid_sweep(sweep_file(tmp_path, "killed", scheduler=asha), run)
     code, out = finish(start_cli("resume", str(run)))
     assert code == 0, out
+    # ASHA resumes with the rung values of the trials finished before: one per milestone (50, 100) each
+    # reached (a trial pruned at 50 recorded one).
+    curves = [json.loads(x) for x in (run / "ledger" / "curves.jsonl").read_text().splitlines()]
+    reached = sum(any(p["number"] == n and p["tune_trial_id"] == e["tune_trial_id"] and p["step"] >= m
+                      for p in curves) for n, e in before.items() for m in (50, 100))
+    assert f"ASHA's rungs resume with the {reached} values" in out, out
     trials = assert_consistent(run, "killed", 4)
     after = trials.set_index("number")
     for number, entry in before.items():  # kept as they were, from the first attempt
@@ -123,7 +130,6 @@ def test_sigkill_mid_sweep_then_resume_keeps_finished_trials_and_meets_the_budge
     rerun = trial_dirs_by_key(run, "attempt-2")  # the resume's Tune experiment, complete on disk
     assert sum(map(len, rerun.values())) == 4 - len(before)
     assert not set(rerun) & {e["content_key"] for e in before.values()}, "a finished trial ran again"
-    curves = [json.loads(x) for x in (run / "ledger" / "curves.jsonl").read_text().splitlines()]
     for point in curves:  # no training step of a finished trial came from another Tune trial
         if point["number"] in before:
             assert point["tune_trial_id"] == before[point["number"]]["tune_trial_id"]

@@ -8,7 +8,8 @@ even when the search space has shapes in it; each member ends on its own through
 as an unpacked trial would be. A pack whose worker kept dying fails its unfinished members (one Tune
 gave up on early runs them again, as ``OptunaSearcher.worker_error`` says); members of an interrupted pack
 stay RUNNING in Optuna and run again on resume. Rung values reported by packs are
-handed to later packs, so in-pack ASHA judges each member against every member before it.
+handed to later packs, so in-pack ASHA judges each member against every member before it (on resume
+too: ``history`` holds the finished members' values, ``packing.rung_history``).
 """
 
 from __future__ import annotations
@@ -40,11 +41,12 @@ class PackSearcher(OptunaSearcher):
     """Suggests packs of up to ``spec.pack`` members and tells Optuna each member's outcome."""
 
     def __init__(self, spec: SweepSpec, study: optuna.Study, ledger: Ledger, *, code_version: str,
-                 attempt: int, asha: dict | None = None) -> None:
+                 attempt: int, asha: dict | None = None, history: dict[float, list[float]] | None = None) -> None:
         super().__init__(spec, study, ledger, code_version=code_version, attempt=attempt)
         self.packs: dict[str, list[int]] = {}  # tune trial id -> member numbers; self.live is by member
         self.asha = asha
-        self.history: dict[float, list[float]] = {}  # in-pack ASHA: metric values by milestone
+        # In-pack ASHA: metric values by milestone, from the start those of the trials finished before.
+        self.history: dict[float, list[float]] = {m: list(v) for m, v in (history or {}).items()}
         self.seen: dict[str, tuple[str, int]] = {}  # tune trial id -> (run, report) last processed
 
     def suggest(self, trial_id: str) -> dict | str | None:

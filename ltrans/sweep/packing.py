@@ -2,14 +2,14 @@
 
 ``run_pack`` is ``pipeline.run_trial`` for several bridge configs of one pair and shape: the training is
 ``bridge.packed.Pack``, the evaluation and the row are run_trial's own (``pipeline.bridge_row``).
-``Rungs`` is ASHA inside packs. No Ray here: the trainable (``trainable.bridge_pack``) and the
+``Rungs`` is ASHA inside packs, ``rung_history`` its records replayed on resume. No Ray here: the trainable (``trainable.bridge_pack``) and the
 benchmarks call these.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import numpy as np
@@ -81,9 +81,12 @@ class Rungs:
         self.passed: dict[Any, set[float]] = {}  # member -> milestones it was judged at
 
     def milestone(self, member: Any, step: int) -> float | None:
-        """The highest milestone ``step`` has reached that ``member`` was not judged at yet."""
-        due = [m for m in self.milestones if step >= m and m not in self.passed.get(member, set())]
-        return max(due) if due else None
+        """The highest milestone ``step`` has reached, if ``member`` was not judged at it yet (as Ray's
+        bracket: a member whose reports skip a milestone is never judged at it later)."""
+        reached = [m for m in self.milestones if step >= m]
+        if not reached or max(reached) in self.passed.get(member, set()):
+            return None
+        return max(reached)
 
     def judge(self, values: dict[Any, float], step: int) -> tuple[set, list[tuple[float, float]]]:
         """Members (of ``values``: member -> metric at ``step``) to stop, and the new (milestone, value)
@@ -103,3 +106,27 @@ class Rungs:
             self.recorded[m] += [self.sign * v for v in group.values()]
             new += [(m, v) for v in group.values()]
         return stop, new
+
+
+def rung_history(trials: Mapping[int, dict], curves: Iterable[dict], metric: str, rungs: Rungs) -> dict[float, list[float]]:
+    """The values ASHA recorded at each milestone for the finished ``trials`` (the ledger's, by number),
+    replayed from their learning ``curves`` (the ledger's points) as the scheduler saw them: so that a
+    resumed sweep judges its new trials against every trial before it, as an uninterrupted one would.
+    Points of a trial's dead attempts (another Tune trial id) and of unfinished trials are left out. A
+    point without a finite ``metric`` (the ledger keeps finite values only) was a NaN to the scheduler:
+    it took its milestone but moves no cutoff, so it is replayed as NaN and left out of the values."""
+    by_trial: dict[int, list[dict]] = {}
+    for point in curves:
+        number = point.get("number")
+        if number in trials and point.get("tune_trial_id") == trials[number].get("tune_trial_id") \
+                and isinstance(point.get("step"), int | float):
+            by_trial.setdefault(number, []).append(point)
+    history: dict[float, list[float]] = {}
+    for number, points in by_trial.items():
+        for point in sorted(points, key=lambda p: p["step"]):  # stable: a retried run's points after its first's
+            value = point.get(metric)
+            value = float(value) if isinstance(value, int | float) else math.nan
+            for milestone, recorded in rungs.judge({number: value}, int(point["step"]))[1]:
+                if not math.isnan(recorded):
+                    history.setdefault(milestone, []).append(recorded)
+    return history

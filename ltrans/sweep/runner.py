@@ -7,7 +7,8 @@ spent: ``OptunaSearcher.worker_error``), ``trials.parquet`` and ``curves.parquet
 
 Resume is ours, not ``Tuner.restore``: every start is a fresh Tune experiment whose searcher skips what
 the ledger says is finished and re-runs, with the same parameters, the trials a killed driver left
-RUNNING in Optuna. So a resume never re-runs a finished trial and ends at exactly the budget.
+RUNNING in Optuna. So a resume never re-runs a finished trial and ends at exactly the budget; with ASHA,
+its rungs start with the values the finished trials recorded (replayed from the ledger's curves).
 """
 
 from __future__ import annotations
@@ -178,12 +179,16 @@ def _fit(run: Path, spec: SweepSpec, state: dict, ledger: results.Ledger, pairs:
     from ltrans.sweep.searcher import open_study
 
     study = open_study(spec, f"sqlite:///{run}/optuna.db")
-    searcher, trainable, scheduler = _search(spec, study, ledger, state)
+    history = _rung_history(spec, ledger)
+    searcher, trainable, scheduler = _search(spec, study, ledger, state, history)
     if searcher.remaining == 0:
         return []
     echo(f"sweep {spec.name}: {searcher.finished} of {spec.budget} trials finished, "
          f"{searcher.remaining} to run ({len(searcher.orphans)} interrupted ones again)"
          + (f", up to {spec.pack} per pack" if spec.pack > 1 else ""))
+    if history:
+        echo(f"  ASHA's rungs resume with the {sum(map(len, history.values()))} values the finished trials "
+             "recorded at them")
     resources = {"cpu": spec.resources.cpus, "gpu": spec.resources.gpus}
     tuner = tune.Tuner(
         tune.with_resources(tune.with_parameters(trainable, pairs=pairs), resources),
@@ -201,9 +206,24 @@ def _fit(run: Path, spec: SweepSpec, state: dict, ledger: results.Ledger, pairs:
     return searcher.owed()
 
 
-def _search(spec: SweepSpec, study, ledger: results.Ledger, state: dict):
+def _rung_history(spec: SweepSpec, ledger: results.Ledger) -> dict[float, list[float]]:
+    """The metric values ASHA recorded by milestone for the trials finished before this start (none
+    without ASHA or on a first start): replayed from the ledger so that a resumed sweep prunes as an
+    uninterrupted one would (``packing.rung_history``)."""
+    from ltrans.sweep.packing import Rungs, rung_history
+    from ltrans.sweep.trials import max_steps
+
+    asha = spec.scheduler
+    if asha is None:
+        return {}
+    rungs = Rungs(asha.grace_period, asha.reduction_factor, max_steps(spec), asha.mode)
+    return rung_history(ledger.trials(), ledger.curves(), asha.metric, rungs)
+
+
+def _search(spec: SweepSpec, study, ledger: results.Ledger, state: dict, history: dict[float, list[float]]):
     """Searcher, trainable and Tune scheduler: one trial per Tune trial, or packs (``pack: K``) whose
-    members ASHA judges inside the pack, so Tune itself runs each pack to its end."""
+    members ASHA judges inside the pack, so Tune itself runs each pack to its end. ``history``: the
+    rung values of earlier trials (``_rung_history``), which ASHA starts from."""
     from ray.tune.schedulers import FIFOScheduler
 
     from ltrans.sweep.searcher import OptunaSearcher, PruneAwareASHA, PruneNotes
@@ -217,11 +237,11 @@ def _search(spec: SweepSpec, study, ledger: results.Ledger, state: dict):
 
         rungs = None if asha is None else {"grace_period": asha.grace_period, "max_t": max_t, "mode": asha.mode,
                                            "reduction_factor": asha.reduction_factor, "metric": asha.metric}
-        return PackSearcher(spec, study, ledger, asha=rungs, **keys), bridge_pack, FIFOScheduler()
+        return PackSearcher(spec, study, ledger, asha=rungs, history=history, **keys), bridge_pack, FIFOScheduler()
     notes = PruneNotes()
     searcher = OptunaSearcher(spec, study, ledger, pruned=notes, **keys)
     if asha is None:
         return searcher, bridge_trial, FIFOScheduler()  # every trial runs out
     return searcher, bridge_trial, PruneAwareASHA(
-        notes, time_attr="step", metric=asha.metric, mode=asha.mode, max_t=max_t,
+        notes, history, time_attr="step", metric=asha.metric, mode=asha.mode, max_t=max_t,
         grace_period=asha.grace_period, reduction_factor=asha.reduction_factor)

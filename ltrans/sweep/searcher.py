@@ -282,10 +282,23 @@ class PruneAwareASHA(ASHAScheduler):
     shutdown; only the scheduler knows which it was.
     """
 
-    def __init__(self, notes: PruneNotes, **kwargs: Any) -> None:
+    def __init__(self, notes: PruneNotes, history: dict[float, list[float]] | None = None, **kwargs: Any) -> None:
         # stop_last_trials=False: a trial reaching max_t must go on to its final evaluation.
         super().__init__(stop_last_trials=False, **kwargs)
         self.notes = notes
+        self._remember(history or {})
+
+    def _remember(self, history: dict[float, list[float]]) -> None:
+        """Record earlier trials' metric values by milestone (``packing.rung_history``, on resume) in the
+        one bracket, as Ray records a reporting trial's: reward = metric_op * value, keyed by a name no
+        Tune trial has. (Ray 2.60's bracket keeps ``_rungs``: [(milestone, {trial_id: reward})].)"""
+        if not history:
+            return
+        if len(self._brackets) != 1:
+            raise RuntimeError("resuming ASHA's rungs needs its single-bracket form")
+        for milestone, recorded in self._brackets[0]._rungs:
+            for i, value in enumerate(history.get(float(milestone), [])):
+                recorded[f"earlier-{milestone}-{i}"] = self._metric_op * value
 
     def on_trial_result(self, tune_controller, trial, result: dict) -> str:
         action = super().on_trial_result(tune_controller, trial, result)
