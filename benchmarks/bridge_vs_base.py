@@ -1,5 +1,6 @@
-"""Bridge vs base models: wall time to train each base model against a bridge to 95% of its final transfer
-accuracy, and the FLOP-count projection to the paper's scale (DESIGN.md section 1, "Speed claim").
+"""Bridge vs base models: each base model's full training time against the bridge's, to 95% of its final
+transfer accuracy and in full, and the FLOP-count projection to the paper's scale (DESIGN.md section 1,
+"Speed claim").
 
     python benchmarks/bridge_vs_base.py                        # mnist_mnist, full base models, paper bridge
     python benchmarks/bridge_vs_base.py --pairs mnist_mnist mnist_animals mnist_vae_gan
@@ -7,7 +8,11 @@ accuracy, and the FLOP-count projection to the paper's scale (DESIGN.md section 
 
 Cost on 2 busy CPU cores: the paper bridge is 4,000 steps of 4x512 MLPs (about 10 minutes a pair); base
 models the run has to train take 5-20 minutes each (cached base models keep the time recorded when
-they were trained, with its device and torch version: see the ``measured`` column).
+they were trained, with its device and torch version: see the ``measured`` column; a warning line names a
+base model recorded on another device, or thread count where the record has one, than this run's).
+The table gives two ratios: ``base full / bridge to 95%`` (a base model's full training over the bridge's
+time to 95% of its final accuracy: the two stop at different points) and ``base full / bridge full``
+(both trained to the end: like for like).
 Base models and classifiers come from ``ltrans.models.zoo`` (trained once, their wall time recorded);
 the bridge trains with ``ltrans.bridge.packed`` (one member; the same steps as ``train_bridge``) and its
 transfer accuracy is measured at 16 points (``ltrans.metrics.transfer``, 1,000 held-out examples a
@@ -51,6 +56,7 @@ def base_rows(pair: str, preset: str, store, device: str) -> list[dict]:
         rows.append({"pair": pair, "model": name, "kind": spec.kind, "steps": config.steps,
                      "train s": record["train_seconds"],
                      "measured": f"{record.get('device', '?')}, torch {record.get('torch', '?')}",
+                     "train device": record.get("device"), "train threads": record.get("threads"),
                      "latents s": encode_s, "n encoded": n_encoded, "step GFLOP": step_flops / 1e9,
                      "encode GFLOP/example": encode_flops / 1e9,
                      "base GFLOP/s": step_flops * config.steps / record["train_seconds"] / 1e9})
@@ -119,13 +125,41 @@ def bridge_run(pair: str, cfg, data, device: str) -> dict:
         paused[0] += time.perf_counter() - start
 
     pack.run(on_eval=on_eval)
-    final = curve[-1]["transfer"]
-    reach = next(p for p in curve if p["transfer"] >= 0.95 * final)
     counter = Pack([Member(bridge, cfg.seed)], data.a.latents.train, data.b.latents.train, device)
     flops = count_flops(lambda: counter.losses(*counter.draw())[0].sum().backward())
-    return {"pair": pair, "steps": bridge.steps, "final transfer": final, "steps to 95%": reach["step"],
-            "bridge to 95% s": reach["train_s"], "bridge full s": curve[-1]["train_s"], "step GFLOP": flops / 1e9,
+    return {"pair": pair, "steps": bridge.steps, **curve_times(curve), "step GFLOP": flops / 1e9,
             "bridge GFLOP/s": flops * bridge.steps / curve[-1]["train_s"] / 1e9, "curve": curve}
+
+
+def curve_times(curve: list[dict]) -> dict:
+    """The bridge's final accuracy, the first point at 95% of it (step, training seconds) and its full time."""
+    final = curve[-1]["transfer"]
+    reach = next(p for p in curve if p["transfer"] >= 0.95 * final)
+    return {"final transfer": final, "steps to 95%": reach["step"], "bridge to 95% s": reach["train_s"],
+            "bridge full s": curve[-1]["train_s"]}
+
+
+def side_by_side(models: list[dict], bridge: dict) -> list[dict]:
+    """Each base model's row with the bridge's times and two ratios of the base model's full training time:
+    over the bridge's time to 95% of its final accuracy, and over the bridge's full run (like for like)."""
+    return [m | {"steps to 95%": bridge["steps to 95%"], "bridge to 95% s": bridge["bridge to 95% s"],
+                 "bridge full s": bridge["bridge full s"], "final transfer": bridge["final transfer"],
+                 "base full / bridge to 95%": m["train s"] / bridge["bridge to 95% s"],
+                 "base full / bridge full": m["train s"] / bridge["bridge full s"]} for m in models]
+
+
+def provenance_warnings(models: list[dict], device: str, threads: int) -> list[str]:
+    """A line for each base model whose recorded training ran on another device or thread count (where its
+    record says) than this run's bridge: its ratios then compare times measured under different settings."""
+    lines = []
+    for m in models:
+        differs = [f"{what} {was} (this run: {now})" for what, was, now in
+                   (("device", m["train device"], device), ("threads", m["train threads"], threads))
+                   if was is not None and was != now]
+        if differs:
+            lines.append(f"warning: {m['pair']} {m['model']}'s train s was recorded when it was trained, on "
+                         f"{', '.join(differs)}; its ratios compare runs under different settings")
+    return lines
 
 
 def projection(pair: str, models: list[dict], bridge: dict) -> dict:
@@ -163,18 +197,21 @@ def main(argv: list[str] | None = None) -> dict:
         print(f"{pair}: bridge, {cfg.bridge.steps} steps ...", flush=True)
         bridge = bridge_run(pair, cfg, data, device)
         bridges.append(bridge)
-        for m in models:
-            measured.append(m | {"bridge to 95% s": bridge["bridge to 95% s"], "steps to 95%": bridge["steps to 95%"],
-                                 "final transfer": bridge["final transfer"],
-                                 "x faster": m["train s"] / bridge["bridge to 95% s"]})
+        measured += side_by_side(models, bridge)
         projected.append(projection(pair, models, bridge))
-    print(f"\nmeasured on {device} ({machine(device)['threads']} threads), {preset} base models\n")
+    threads = machine(device)["threads"]
+    print(f"\nmeasured on {device} ({threads} threads), {preset} base models\n")
     print(table(measured, ["pair", "model", "kind", "steps", "train s", "measured", "latents s", "steps to 95%",
-                           "bridge to 95% s", "x faster", "final transfer"]))
+                           "bridge to 95% s", "bridge full s", "base full / bridge to 95%", "base full / bridge full",
+                           "final transfer"]))
+    warnings = provenance_warnings(measured, device, threads)
+    if warnings:
+        print("\n" + "\n".join(warnings))
     print("\nprojected to the paper's scale: 200k base steps, 20k bridge steps, 60k encoded images\n")
     print(table(projected, list(projected[0])))
     payload = {"benchmark": "bridge_vs_base", "quick": args.quick, "machine": machine(device), "preset": preset,
-               "paper_scale": PAPER_SCALE, "measured": measured, "projected": projected, "bridges": bridges}
+               "paper_scale": PAPER_SCALE, "measured": measured, "projected": projected, "bridges": bridges,
+               "warnings": warnings}
     write_json(args.json, payload)
     return payload
 

@@ -57,12 +57,14 @@ def test_efficiency_measures_matmul_and_packs_in_one_run(tmp_path):
 
 def test_bridge_vs_base_times_both_and_projects_to_paper_scale(tmp_path):
     stdout, data = bench("bridge_vs_base", tmp_path)
-    rows = table_rows(stdout, ["pair", "model", "train s", "bridge to 95% s", "x faster"])
+    rows = table_rows(stdout, ["pair", "model", "train s", "bridge to 95% s", "bridge full s",
+                               "base full / bridge to 95%", "base full / bridge full"])
     assert len(rows) == len(data["measured"]) == 2  # mnist_mnist's two base models
     assert {r["model"] for r in data["measured"]} == {"mnist_vae", "mnist_vae_b"}
     for row in data["measured"]:
         assert positive(row["train s"], row["bridge to 95% s"], row["step GFLOP"], row["latents s"])
-        assert row["x faster"] == pytest.approx(row["train s"] / row["bridge to 95% s"])
+        assert row["base full / bridge to 95%"] == pytest.approx(row["train s"] / row["bridge to 95% s"])
+        assert row["base full / bridge full"] == pytest.approx(row["train s"] / row["bridge full s"])
         assert 0 <= row["final transfer"] <= 1
     (proj,) = data["projected"]
     assert positive(proj["base PFLOP"], proj["bridge PFLOP"], proj["base h"], proj["bridge h"])
@@ -71,6 +73,38 @@ def test_bridge_vs_base_times_both_and_projects_to_paper_scale(tmp_path):
     assert [p["step"] for p in curve] == sorted(p["step"] for p in curve) and curve[-1]["step"] == 200
     reach = data["bridges"][0]["steps to 95%"]
     assert next(p for p in curve if p["transfer"] >= 0.95 * curve[-1]["transfer"])["step"] == reach
+
+
+def test_bridge_vs_base_ratios_divide_the_base_time_by_the_bridges_time_to_95_and_in_full(monkeypatch):
+    # A base model's full training against the bridge's time to 95% is not like for like: the full-vs-full
+    # ratio is reported beside it, from the same curve.
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    from bridge_vs_base import curve_times, side_by_side
+
+    curve = [{"step": 50, "train_s": 2.0, "transfer": 0.5}, {"step": 100, "train_s": 4.0, "transfer": 0.9},
+             {"step": 150, "train_s": 6.0, "transfer": 0.8}, {"step": 200, "train_s": 8.0, "transfer": 0.92}]
+    base = {"pair": "mnist_mnist", "model": "mnist_vae", "train s": 120.0}
+    (row,) = side_by_side([base], curve_times(curve))
+    assert row["steps to 95%"] == 100 and row["bridge to 95% s"] == 4.0 and row["bridge full s"] == 8.0
+    assert row["base full / bridge to 95%"] == pytest.approx(120.0 / 4.0)
+    assert row["base full / bridge full"] == pytest.approx(120.0 / curve[-1]["train_s"])  # 15x, not 30x
+    assert row["train s"] == 120.0 and row["final transfer"] == 0.92
+
+
+@pytest.mark.parametrize(("device", "threads", "named"), [
+    ("cpu", None, []), ("cuda", None, ["device cuda (this run: cpu)"]), ("cpu", 1, []),
+    ("cpu", 4, ["threads 4 (this run: 1)"]), ("cuda", 4, ["device cuda (this run: cpu)", "threads 4 (this run: 1)"]),
+])
+def test_bridge_vs_base_warns_when_a_base_model_was_timed_under_other_settings(monkeypatch, device, threads, named):
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    from bridge_vs_base import provenance_warnings
+
+    base = {"pair": "mnist_mnist", "model": "mnist_vae", "train device": device, "train threads": threads}
+    lines = provenance_warnings([base, base | {"model": "mnist_vae_b", "train device": "cpu", "train threads": 1}],
+                                "cpu", 1)
+    assert len(lines) == (1 if named else 0)
+    for part in named:
+        assert "mnist_vae's" in lines[0] and part in lines[0]
 
 
 @pytest.mark.slow
