@@ -1,6 +1,7 @@
 """The speed claim, measured: what a bridge costs against what its frozen base models cost to train.
 
-Bridge (and Procrustes) times are the trials' ``train_seconds`` in trials.parquet. Base-model and
+Bridge (and Procrustes) times are the trials' ``train_seconds`` in trials.parquet; a packed trial's is
+its share of its pack's training time (``bridge.packed``), and its bar says so. Base-model and
 classifier times are not in the run folder: they come from the ``record.json`` the model zoo writes
 beside each trained model in the artifact store (``ltrans.models.zoo``), matched by model name and
 base preset. A model that is not in the store is listed as missing, not guessed.
@@ -68,7 +69,9 @@ def bridge_rows(results: Results) -> list[dict]:
         if s.empty:
             continue
         kind = "bridge" if method == "bridge" else f"{method} fit"
-        rows.append({"series": series, "what": f"{kind}: {series}", "kind": kind, "seconds": float(s.median()),
+        packed = "pack_size" in g and bool((pd.to_numeric(g["pack_size"], errors="coerce") > 1).any())
+        what = f"{kind}: {series}" + (" (packed: each its share of its pack's time)" if packed else "")
+        rows.append({"series": series, "what": what, "kind": kind, "seconds": float(s.median()),
                      "low": float(s.min()), "high": float(s.max()), "n": len(s)})
     return rows
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import time
 
 import pytest
 import torch
@@ -56,6 +57,20 @@ def test_each_member_trains_bitwise_like_its_unpacked_bridge(pair):
         assert (got.status, got.steps, got.reason) == (want.status, want.steps, want.reason) == ("ok", m.cfg.steps, "")
         assert same_weights(got, want), m
         assert got.losses == want.losses and without_clock(got.curve) == without_clock(want.curve)
+
+
+def test_a_members_time_is_its_share_of_the_packs_training_not_the_whole_pack(pair):
+    # Six members; the callbacks (evaluation in a sweep) sleep, and count for no member. The members'
+    # times add up to the pack's training time, and one that leaves early is charged less.
+    pack, pause = members([{}] * 5 + [{"steps": 10}]), 0.05
+    began = time.perf_counter()
+    results = train_pack(pack, pair.latents_a, pair.latents_b, on_eval=lambda *_: time.sleep(pause))
+    training = time.perf_counter() - began - pause * sum(len(r.curve) for r in results)
+    assert 0.5 * training < sum(r.wall_s for r in results) <= training + 1e-3
+    assert all(results[-1].wall_s < r.wall_s for r in results[:-1])
+    for r in results:
+        times = [point["wall_s"] for point in r.curve]
+        assert times == sorted(times) and 0 < times[-1] <= r.wall_s
 
 
 def test_label_subset_members_agree_to_float_rounding(pair):

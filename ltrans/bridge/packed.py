@@ -8,6 +8,11 @@ and noise from its own generator, in the order ``train.train_bridge`` draws them
 so a member trains like the unpacked bridge of the same config and seed (bitwise on a CPU, but for the
 exceptions ``stacked.py`` names; the stacked layers and loss live there). A member leaves the pack when
 it finishes, fails or is stopped (``should_stop``, e.g. ASHA rungs); the others go on in a smaller pack.
+
+A member's training time (its result's ``wall_s`` and its curve's) is its share of the pack's: the
+setup split evenly, each step's time split among the members training at it, and the callbacks
+(evaluations of members that left, reports) not counted; so the members' times add up to the pack's
+training time, as K unpacked runs' times add up to theirs.
 """
 
 from __future__ import annotations
@@ -71,7 +76,9 @@ class Pack:
             self.models.append(Bridge(latents_a.dim, latents_b.dim, m.cfg, generator=gen).to(device))
             cpu = torch.device(device).type == "cpu"
             self.gens.append(gen if cpu else torch.Generator(device).manual_seed(_draw_seed(gen)))
-        self.runs = [_Run(model, m.cfg, self.start) for model, m in zip(self.models, self.members)]
+        self.member_s = [0.0] * len(self.members)  # each member's share of the pack's training seconds
+        self.runs = [_Run(model, m.cfg, self.start, clock=lambda k=k: self.member_s[k])
+                     for k, (model, m) in enumerate(zip(self.models, self.members))]
         self.bad_latents = _non_finite(latents_a, latents_b)
         self.doms = [] if self.bad_latents else [
             domains(latents_a, latents_b, m.cfg, m.seed, g, device) for m, g in zip(self.members, self.gens)]
@@ -87,6 +94,9 @@ class Pack:
         self.adam_steps = 0
         self.window: dict[str, Tensor] = {}
         self.window_count = 0
+        setup = time.perf_counter() - self.start
+        self.member_s = [setup / len(self.members)] * len(self.members)
+        self.callback_s = 0.0  # seconds spent in run()'s callbacks
 
     def bridge(self, k: int) -> Bridge:
         """Member k's bridge holding its current weights (its final ones once it has left the pack)."""
@@ -156,8 +166,12 @@ class Pack:
         for model in self.models:
             model.train()
         step = 0
+        on_eval, should_stop, on_end, after_step = (None if f is None else self._timed(f)
+                                                    for f in (on_eval, should_stop, on_end, after_step))
+        mark, outside = time.perf_counter(), self.callback_s  # training time is counted from mark on
         while self.active:
             step += 1
+            training = list(self.active)
             total, parts = self.losses(*self.draw())
             finite = torch.isfinite(total)
             failed = set()
@@ -169,11 +183,26 @@ class Pack:
             torch.where(finite, total, torch.zeros_like(total)).sum().backward()
             self.adam()
             self._add(parts, finite)
+            now = time.perf_counter()  # this step's time (and the last one's bookkeeping), before its points
+            share = (now - mark - (self.callback_s - outside)) / len(training)
+            for k in training:
+                self.member_s[k] += share
+            mark, outside = now, self.callback_s
             due = self._evals(step, results, on_eval, should_stop)
             if step % self.cfg.eval_every == 0:  # every member still here took its point: a new window
                 self.window, self.window_count = {}, 0
             self._finish_step(step, results, failed | due, on_end, after_step)
         return [results[k] for k in range(len(self.members))]
+
+    def _timed(self, callback: Callable) -> Callable:
+        """``callback`` with its time counted in ``callback_s`` (no member's training time)."""
+        def timed(*args):
+            began = time.perf_counter()
+            try:
+                return callback(*args)
+            finally:
+                self.callback_s += time.perf_counter() - began
+        return timed
 
     def _evals(self, step: int, results: dict[int, BridgeResult], on_eval, should_stop) -> set[int]:
         """This step's eval points, stops and ends of members still training; the members it concerned."""

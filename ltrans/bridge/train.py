@@ -286,8 +286,11 @@ def _train(cfg: BridgeConfig, latents_a: Latents, latents_b: Latents, seed: int,
 class _Run:
     """Bookkeeping of one training run: loss sums over the current window and the curve."""
 
-    def __init__(self, model: Bridge, cfg: BridgeConfig, start: float) -> None:
+    def __init__(self, model: Bridge, cfg: BridgeConfig, start: float,
+                 clock: Callable[[], float] | None = None) -> None:
+        """``clock()``: the run's training seconds so far (default: wall time since ``start``)."""
         self.model, self.cfg, self.start = model, cfg, start
+        self.clock = clock or (lambda: time.perf_counter() - start)
         self.sums: dict[str, Tensor] = {}
         self.count, self.steps = 0, 0
         self.curve: list[Metrics] = []
@@ -301,7 +304,7 @@ class _Run:
     def point(self, step: int) -> Metrics:
         self.losses = {name: float(total) / self.count for name, total in self.sums.items()}
         self.sums, self.count = {}, 0
-        metrics = {"step": float(step), "wall_s": time.perf_counter() - self.start, **self.losses}
+        metrics = {"step": float(step), "wall_s": self.clock(), **self.losses}
         self.curve.append(metrics)
         return metrics
 
@@ -310,8 +313,7 @@ class _Run:
             finite = {n: float(t) / self.count for n, t in self.sums.items()}
             self.losses = {n: v for n, v in finite.items() if math.isfinite(v)}
         self.model.eval()
-        return BridgeResult(self.model, status, reason, self.steps, time.perf_counter() - self.start,
-                            self.losses, self.curve)
+        return BridgeResult(self.model, status, reason, self.steps, self.clock(), self.losses, self.curve)
 
 
 @torch.no_grad()

@@ -170,13 +170,13 @@ def _run_group(cfgs: list, numbers: list[int], data, device: str, events: PackEv
 
 
 def _packed(cfgs: list, numbers: list[int], data, device: str, events: PackEvents) -> bool:
-    """Train ``cfgs`` as one pack; False if it raised (the caller then finds the member that did)."""
-    start = time.perf_counter()
+    """Train ``cfgs`` as one pack; False if it raised (the caller then finds the member that did).
+    A member's trial seconds are its own: its share of the pack's training plus its evaluation."""
     try:
         run_pack(cfgs, data, device=device,
                  on_eval=lambda i, step, metrics: events.curve(numbers[i], step, metrics),
                  should_stop=lambda i, step, metrics: events.should_stop(numbers[i], step),
-                 on_row=lambda i, row: events.end(numbers[i], row.flat(), time.perf_counter() - start),
+                 on_row=lambda i, row: events.end(numbers[i], row.flat(), row.train_seconds + row.eval_seconds),
                  after_step=lambda step: tune.report(events.report()))
     except Exception:  # noqa: BLE001
         return False
