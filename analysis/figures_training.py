@@ -36,24 +36,31 @@ def speed_figure(table: pd.DataFrame) -> go.Figure:
     return styled(fig, height=160 + 30 * len(table))
 
 
-def time_figure(ok: pd.DataFrame, objective: str, direction: str, colors: dict[str, str]) -> go.Figure:
-    """Left: objective vs each trial's wall time; right: best so far vs the sweep's cumulative trial time."""
+def time_figure(trials: pd.DataFrame, objective: str, direction: str, colors: dict[str, str]) -> go.Figure:
+    """Left: objective vs each ok trial's wall time; right: best so far vs the sweep's cumulative trial
+    time, every trial's (pruned and failed ones cost time too) in finishing order (``finished_at``; trial
+    number for run folders from before it was recorded)."""
     fig = make_subplots(rows=1, cols=2, subplot_titles=("each trial", "best so far (trials in finishing order)"),
                         shared_yaxes=True, horizontal_spacing=0.06)
     better = np.fmax.accumulate if direction == "maximize" else np.fmin.accumulate
-    for series, g in ok.groupby("series", sort=True):
-        g = g.sort_values("number")
-        wall = g["wall_s"].astype(float)
+    for series, g in trials.groupby("series", sort=True):
+        order = ["finished_at", "number"] if "finished_at" in g and g["finished_at"].notna().all() else ["number"]
+        g = g.sort_values(order)
+        value = pd.to_numeric(g[objective], errors="coerce") if objective in g else pd.Series(np.nan, g.index)
+        ok = g[(g["status"] == "ok") & np.isfinite(value)]
+        if ok.empty:
+            continue
         fig.add_trace(go.Scattergl(
-            x=wall, y=g[objective], mode="markers", name=series, legendgroup=series,
-            marker={"color": colors[series], "size": 6, "opacity": 0.6}, customdata=g["number"],
+            x=ok["wall_s"].astype(float), y=ok[objective], mode="markers", name=series, legendgroup=series,
+            marker={"color": colors[series], "size": 6, "opacity": 0.6}, customdata=ok["number"],
             hovertemplate="trial %{customdata}: %{y:.3f} after %{x:.3g} s<extra></extra>"), row=1, col=1)
+        hours = g["wall_s"].astype(float).fillna(0).cumsum() / 3600  # up to and including each trial
         fig.add_trace(go.Scattergl(
-            x=wall.fillna(0).cumsum() / 3600, y=better(g[objective].to_numpy(dtype=float)), mode="lines",
+            x=hours[ok.index], y=better(ok[objective].to_numpy(dtype=float)), mode="lines",
             line={"color": colors[series], "shape": "hv"}, name=series, legendgroup=series, showlegend=False,
             hovertemplate="%{y:.3f} after %{x:.3g} trial-hours<extra></extra>"), row=1, col=2)
     fig.update_xaxes(type="log", title_text="trial wall time (s, log scale)", row=1, col=1)
-    fig.update_xaxes(title_text="cumulative trial time (h)", row=1, col=2)
+    fig.update_xaxes(title_text="cumulative trial time, all trials (h)", row=1, col=2)
     fig.update_yaxes(title_text=objective, row=1, col=1)
     return styled(fig, height=440, titled=True)
 

@@ -124,9 +124,10 @@ def speed(ctx: Context) -> Section:
         notes.append(f"not in the artifact store at {root} (use --cache-dir): " + ", ".join(missing))
     ok = r.ok()
     if "wall_s" in ok and ok["wall_s"].notna().any():
-        panels.append(Panel(ft.time_figure(ok, r.objective, r.direction, ctx.colors), (
-            f"Left: each ok trial's {r.objective} against its wall time; right: the best so far as trial "
-            "time accumulates in finishing order (a plateau early means a smaller budget would do).")))
+        panels.append(Panel(ft.time_figure(r.trials, r.objective, r.direction, ctx.colors), (
+            f"Left: each ok trial's {r.objective} against its wall time; right: the best so far as the time "
+            "of every trial (pruned and failed ones too) accumulates in finishing order (a plateau early "
+            "means a smaller budget would do).")))
     return Section("speed", "Training speed", tuple(panels), (no_ok_notes(ctx) if ok.empty else ()) + tuple(notes))
 
 

@@ -154,8 +154,24 @@ def test_speed_compares_stored_base_model_times_with_bridge_times(tmp_path):
     bridge = bars["bridge: mnist_animals"]
     assert (bridge.seconds, bridge.low, bridge.high, bridge.n) == (4.0, 2.0, 9.0, 3)
     assert "animals_vae (base model, tiny)" in missing
+    packed = read_runs([write_run(tmp_path / "packed", [r | {"pack_size": 3} for r in rows])])
+    assert "bridge: mnist_animals (packed: each its share of its pack's time)" in set(
+        speed_table(packed, store.root)[0]["what"])
     fig = ft.speed_figure(table)
     assert fig.layout.xaxis.type == "log" and sorted(x for t in fig.data for x in t.x) == [4.0, 120.0]
+
+
+def test_the_time_figure_counts_every_trials_time_in_finishing_order(tmp_path):
+    # Trial 1 (pruned, an hour) finished first, then 2 (half an hour), then 0 (102 s): the best-so-far
+    # line starts after 1.5 h at 0.9, the time of the pruned trial included.
+    rows = [trial(0, a_to_b=0.5, b_to_a=0.5, train_seconds=100.0) | {"finished_at": 30.0},
+            trial(1, status="pruned", train_seconds=3598.0) | {"finished_at": 10.0},
+            trial(2, a_to_b=0.9, b_to_a=0.9, train_seconds=1798.0) | {"finished_at": 20.0}]
+    results = read_runs([write_run(tmp_path / "run", rows)])
+    fig = ft.time_figure(results.trials, "transfer_mean", "maximize", fr.palette(["mnist_animals"]))
+    each, best = (next(t for t in fig.data if t.xaxis == axis) for axis in ("x", "x2"))
+    assert list(best.x) == pytest.approx([1.5, 1.5 + 102 / 3600]) and list(best.y) == pytest.approx([0.9, 0.9])
+    assert sorted(each.x) == [102.0, 1800.0]  # ok trials only, each at its own wall time
 
 
 def test_importance_finds_the_setting_that_decides_the_objective(tmp_path):

@@ -77,6 +77,8 @@ def test_each_outcome_is_told_as_itself_and_ledger_agrees(tmp_path):
     assert ledger[numbers["failed"]]["reason"] == "loss became nan at step 7"
     assert ledger[numbers["crashed"]]["reason"] == "Ray error after 2 retries: boom"
     assert "bridge step 100" in ledger[numbers["pruned"]]["reason"]
+    finished_at = [ledger[numbers[tid]]["finished_at"] for tid in ("ok", "pruned", "failed", "crashed")]
+    assert finished_at == sorted(finished_at)  # the report's finishing order
     assert searcher.suggest("more") == Searcher.FINISHED  # the budget of 4 is spent
 
 

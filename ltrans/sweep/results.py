@@ -81,7 +81,7 @@ def _read_lines(path: Path):
 def trial_row(entry: dict) -> dict[str, Any]:
     """One trials.parquet row: identity, status, every metric, config/* columns, wall time, node."""
     ident = {k: entry.get(k) for k in ("number", "tune_trial_id", "content_key", "status", "reason", "pair",
-                                       "seed", "attempt", "wall_s", "node_ip")}
+                                       "seed", "attempt", "wall_s", "node_ip", "finished_at")}
     metrics = {k: v for k, v in (entry.get("metrics") or {}).items() if k not in ident}
     return ident | metrics | {f"config/{k}": v for k, v in (entry.get("config") or {}).items()}
 

@@ -20,6 +20,7 @@ Every outcome is written to the ledger before Optuna is told, so the two always 
 from __future__ import annotations
 
 import collections
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -213,7 +214,7 @@ class OptunaSearcher(Searcher):
         entry = {"number": number, "tune_trial_id": trial_id, "content_key": key, "status": status,
                  "reason": reason, "pair": pair, "seed": seed, "attempt": self.attempt,
                  "wall_s": result.get("time_total_s"), "node_ip": result.get("node_ip"),
-                 "metrics": metrics, "config": config}
+                 "finished_at": time.time(), "metrics": metrics, "config": config}
         values = objective_values(entry, self.spec.objectives)
         if status == "ok" and values is None:
             entry |= {"status": "failed", "reason": "an objective is missing or not finite"}
