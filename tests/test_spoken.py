@@ -164,6 +164,39 @@ def test_speech_commands_without_a_list_is_split_by_seed(tmp_path, sources):
     assert not np.array_equal(spoken.load_speech_commands(tmp_path, seed=1).test.x, split.test.x)
 
 
+@pytest.mark.parametrize("layout", ["speech_commands", "sc09"])
+def test_without_a_list_no_speaker_is_on_both_sides(tmp_path, layout):
+    # Takes of one speaker are near duplicates: a per-clip split would score the test on voices it trained on.
+    rng = np.random.default_rng(0)
+    speakers = [f"{h:08x}" for h in rng.integers(0, 2**32, size=4)]
+    names = {}
+    for word in CLASS_NAMES:
+        for s, speaker in enumerate(speakers[: 2 + CLASS_NAMES.index(word) % 3]):  # 2-4 speakers per word
+            for take in range(3):
+                rel = (f"{word}/{speaker}_nohash_{take}.wav" if layout == "speech_commands"
+                       else f"train/{word.title()}_{speaker}_nohash_{take}.wav")
+                (tmp_path / rel).parent.mkdir(exist_ok=True)
+                clip = np.full(N_SAMPLES, 0.01 * (1 + len(names)))  # its amplitude names the file
+                write_wav(tmp_path / rel, clip)
+                names[round(float(clip[0]) * 100)] = (speaker, word)
+    for seed in (0, 1, 2):
+        split = spoken.load_speech_commands(tmp_path, seed=seed)
+        sides = [{names[round(float(np.abs(x).max()) * 100)][0] for x in part.x} for part in (split.train, split.test)]
+        assert not sides[0] & sides[1]
+        for part in (split.train, split.test):
+            assert np.bincount(part.y, minlength=10).min() >= 3  # every digit on both sides
+        assert len(split.train) + len(split.test) == len(names)
+
+
+def test_without_a_list_a_digit_of_one_speaker_is_a_user_error(tmp_path):
+    for word in CLASS_NAMES:
+        for speaker in ("aaaa0000", "bbbb1111")[: 1 if word == "seven" else 2]:
+            (tmp_path / word).mkdir(exist_ok=True)
+            write_wav(tmp_path / word / f"{speaker}_nohash_0.wav", np.full(N_SAMPLES, 0.1))
+    with pytest.raises(UserError, match=r"testing_list\.txt"):
+        spoken.load_speech_commands(tmp_path, seed=0)
+
+
 def test_sc09_flat_layout(tmp_path, sources):
     part_of = {}
     for i, (clip, label) in enumerate(zip(sources.x, sources.y)):

@@ -91,3 +91,33 @@ def stratified_split(y: np.ndarray, test_fraction: float, seed: int) -> tuple[np
     train_idx = rng.permutation(np.sort(np.concatenate(train)))
     test_idx = rng.permutation(np.sort(np.concatenate(test)))
     return train_idx, test_idx
+
+
+def grouped_split(y: np.ndarray, groups: list[str], test_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Indices (train, test) with each group (a speaker) on one side only and about ``test_fraction`` of
+    every class in test: groups join test in a seeded order while each of their classes is short of its
+    share; a class left without test clips then gets its smallest group. ValueError when a class cannot be
+    on both sides (all its clips come from one group)."""
+    if not 0.0 < test_fraction < 1.0:
+        raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction}")
+    rng = np.random.default_rng(seed)
+    names, group_of = np.unique(np.asarray(groups), return_inverse=True)
+    labels, label_of = np.unique(y, return_inverse=True)
+    counts = np.zeros((len(names), len(labels)), dtype=np.int64)  # (groups, classes) clips
+    np.add.at(counts, (group_of, label_of), 1)
+    share = counts.sum(0) * test_fraction
+    order = rng.permutation(len(names))
+    in_test, held = np.zeros(len(names), dtype=bool), np.zeros(len(labels), dtype=np.int64)
+    for g in order:
+        has = counts[g] > 0
+        if (held[has] < share[has]).all():
+            in_test[g], held = True, held + counts[g]
+    for c in np.flatnonzero(held == 0):
+        if held[c] == 0:  # a group taken for an earlier class may have brought c along
+            g = min((g for g in order if counts[g, c]), key=lambda g: counts[g].sum())
+            in_test[g], held = True, held + counts[g]
+    lopsided = np.flatnonzero((held == 0) | (held == counts.sum(0)))
+    if len(lopsided):
+        raise ValueError(f"class {labels[lopsided[0]]} cannot be in train and test without splitting a group")
+    test = in_test[group_of]
+    return rng.permutation(np.flatnonzero(~test)), rng.permutation(np.flatnonzero(test))

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from ltrans.data.audio import N_SAMPLES, SAMPLE_RATE, fit_length, read_wav, resample
-from ltrans.data.base import DATASETS, Domain, Examples, LoadRequest, Split, stratified_split
+from ltrans.data.base import DATASETS, Domain, Examples, LoadRequest, Split, grouped_split, stratified_split
 from ltrans.errors import UserError
 
 CLASS_NAMES = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
@@ -214,17 +214,34 @@ def _read_clip(path: Path) -> np.ndarray:
     return fit_length(resample(wave, rate, SAMPLE_RATE)).astype(np.float32)
 
 
+def _speaker(path: str) -> str:
+    """The speaker of a clip: Speech Commands' ``<word>/<speaker>_nohash_<n>.wav``, SC09's
+    ``<Word>_<speaker>_nohash_<n>.wav`` or ``<Word>_<speaker>_<n>.wav``; any other file is its own speaker."""
+    stem = Path(path).stem
+    if "_nohash_" in stem:
+        return stem.split("_nohash_", 1)[0].rsplit("_", 1)[-1]
+    parts = stem.split("_")
+    return parts[1] if len(parts) == 3 and parts[0].lower() in CLASS_NAMES else path
+
+
 def _test_mask(data_dir: Path, paths: list[str], y: np.ndarray, seed: int) -> np.ndarray:
-    """Which clips are test: SC09's test/ folder, Speech Commands' testing_list.txt, else a seeded
-    stratified 20 %. Validation clips (valid/, validation_list.txt) go to train: we tune on no split."""
+    """Which clips are test: SC09's test/ folder, Speech Commands' testing_list.txt, else a seeded 20 % of
+    every digit by whole speakers (the official split also keeps a speaker's takes on one side, so that a
+    test score is not a score on voices seen in training). Validation clips (valid/, validation_list.txt)
+    go to train: we tune on no split."""
     if any(p.startswith("test/") for p in paths):
         return np.array([p.startswith("test/") for p in paths])
     listing = data_dir / "testing_list.txt"
     if listing.is_file():
         listed = set(listing.read_text().split())
         return np.array([p in listed for p in paths])
+    try:
+        test = grouped_split(y, [_speaker(p) for p in paths], TEST_FRACTION, seed)[1]
+    except ValueError as err:
+        raise UserError(f"{data_dir}: no testing_list.txt, and a split by speaker fails: {err}; add a "
+                        "testing_list.txt (one <word>/<file>.wav per line) or more speakers") from None
     mask = np.zeros(len(paths), dtype=bool)
-    mask[stratified_split(y, TEST_FRACTION, seed)[1]] = True
+    mask[test] = True
     return mask
 
 
