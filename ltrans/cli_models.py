@@ -140,7 +140,7 @@ def base_sample(ctx: click.Context, name: str, out: Path, n_samples: int, per_cl
     spec, device = BASE_MODELS[name], zoo.resolve_device(device)
     model = zoo.base_model(name, store=_store(ctx), preset=base_preset, device=device, progress=True)
     clf = zoo.classifier(spec.domain, store=_store(ctx), preset=base_preset, device=device, progress=True)
-    paths, stats = write_samples(name, spec.domain, model.module, clf.module, spec.latent_dim, out,
+    paths, stats = write_samples(name, spec.domain, model.module, clf.module, model.module.latent_dim, out,
                                  n=n_samples, per_class=per_class, seed=seed)
     if spec.kind == "vae":  # draws from each class's region of the latent space, unselected
         from ltrans.samples import vae_conditional

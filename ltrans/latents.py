@@ -249,7 +249,7 @@ def latent_dataset(name: str, *, store=None, preset: str = "full", device: str =
             extra = {"prior_draws": draws.drawn, "confident_per_class": draws.confident_per_class,
                      "argmax_per_class": draws.argmax_per_class}
         record = {"name": name, "domain": spec.domain, "kind": spec.kind, "key": key.digest, **parts,
-                  "n_train": len(train), "n_test": len(test), "latent_dim": spec.latent_dim, **extra}
+                  "n_train": len(train), "n_test": len(test), "latent_dim": train.dim, **extra}
         _save(directory, LatentSplit(train, test, record))
 
     return _read(store.get_or_create(key, build))

@@ -254,7 +254,7 @@ def sample_quality(name: str, *, store, preset: str = "full", device: str = "cpu
     names = list(DATASETS[spec.domain].class_names)
 
     def build(out) -> None:
-        samples = prior_samples(model.module, clf.module, spec.latent_dim, n=QUALITY_SAMPLES, seed=0)
+        samples = prior_samples(model.module, clf.module, model.module.latent_dim, n=QUALITY_SAMPLES, seed=0)
         figures = summary(samples, names)
         if spec.kind == "vae":
             figures["class_conditional"] = conditional_summary(

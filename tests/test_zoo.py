@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import shutil
 
+import pytest
+import torch
 from click.testing import CliRunner
 
 from ltrans.artifacts import Store
 from ltrans.cli import cli
-from ltrans.models import zoo
+from ltrans.models import BASE_MODELS, zoo
 
 
 def test_a_corrupted_record_is_one_error_naming_the_fix(store, tmp_path):
@@ -30,3 +32,15 @@ def test_listing_a_fresh_cache_builds_nothing(tmp_path):
     listing = CliRunner().invoke(cli, ["--cache-dir", str(tmp_path), "base", "ls", "-f", "json"])
     assert listing.exit_code == 0 and '"status": "not trained"' in listing.output.replace("'", '"')
     assert Store(tmp_path).entries() == []
+
+
+@pytest.mark.parametrize("name", BASE_MODELS.names())
+def test_tiny_preset_keeps_the_latent_dim_of_the_spec(name):
+    # `base ls`, `base sample`, sample_quality and the latents record read spec.latent_dim whatever the preset:
+    # a tiny model with another latent size made `base train NAME --preset tiny` a shape error.
+    spec = BASE_MODELS[name]
+    module = spec.build(spec.tiny)
+    assert module.latent_dim == spec.tiny.latent_dim == spec.config.latent_dim == spec.latent_dim
+    z = torch.zeros(2, spec.latent_dim)
+    with torch.no_grad():
+        assert len(module.eval().decode(z)) == 2  # a draw of the spec's size decodes

@@ -55,7 +55,8 @@ class SpokenVAEConfig:
             raise ValueError(f"max_shift must be >= 0, got {self.max_shift}")
 
 
-TINY_VAE = SpokenVAEConfig(latent_dim=16, width=4, epochs=4, batch_size=16, lr=3e-3)
+# The full model's latent size: every caller reads the spec's latent_dim whatever the preset.
+TINY_VAE = SpokenVAEConfig(width=4, epochs=4, batch_size=16, lr=3e-3)
 
 
 class SpokenVAE(nn.Module):

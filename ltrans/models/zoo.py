@@ -93,7 +93,7 @@ def base_model(name: str, *, store: Store | None = None, preset: str = "full", d
     store = store or Store()
     split = _split(spec.domain, store, data_dir, split_seed)
     config, key = _key("base_model", name, spec, preset, split)
-    header = {"name": name, "domain": spec.domain, "kind": spec.kind, "latent_dim": spec.latent_dim,
+    header = {"name": name, "domain": spec.domain, "kind": spec.kind, "latent_dim": config.latent_dim,
               "seed": spec.seed, "preset": preset, "key": key.digest}
     path = store.get_or_create(key, lambda d: _train_into(d, spec, config, split, seed=spec.seed,
                                                           device=device, progress=progress, header=header))
