@@ -53,6 +53,8 @@ def load_bridge(folder: Path):
         raise UserError(f"{foreign} ({_why_not_loaded(err)}); {retrain}") from None
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise UserError(f"{foreign} (it holds a {type(state).__name__}, not a dict of tensors); {retrain}")
+    if problem := _dims_problem(state.get("dims")):
+        raise UserError(f"{weights} cannot be loaded: its dims entry {problem}; {retrain}")
     try:
         model = _bridge_from_state(state, cfg.bridge)
     except (RuntimeError, ValueError, KeyError, TypeError) as err:
@@ -71,11 +73,22 @@ def _why_not_loaded(err: Exception) -> str:
     return f"{type(err).__name__}: {one_line(err)}"
 
 
+def _dims_problem(dims: torch.Tensor | None) -> str:
+    """What is wrong with a checkpoint's ``dims`` (the two latent sizes, as ``bridge_state`` writes them); ""."""
+    if dims is None:
+        return "(the two latent sizes) is missing"
+    if dims.dtype.is_floating_point or dims.dtype.is_complex or dims.dtype == torch.bool:
+        return f"must hold integers, not {dims.dtype}"
+    if tuple(dims.shape) != (2,):
+        return f"must hold the two latent sizes, shape (2,), not {tuple(dims.shape)}"
+    if not bool((dims > 0).all()):
+        return f"must hold two positive latent sizes, not {dims.tolist()}"
+    return ""
+
+
 def _bridge_from_state(state: dict, cfg) -> torch.nn.Module:
     from ltrans.bridge.model import Bridge
 
-    if "dims" not in state:
-        raise KeyError("dims (the two latent sizes) missing from the checkpoint")
     dims = [int(d) for d in state["dims"].tolist()]
     model = Bridge(dims[0], dims[1], cfg)
     model.load_state_dict({k: v for k, v in state.items() if k != "dims"})

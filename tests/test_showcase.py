@@ -306,6 +306,23 @@ def test_a_foreign_bridge_pt_is_one_line_exit_2_and_runs_nothing(bridge_folder, 
     assert not marker.exists()  # the weights-only load refused the pickle instead of calling os.mkdir
 
 
+@pytest.mark.parametrize(("dims", "why"), [
+    (torch.tensor([100]), "shape (2,), not (1,)"), (torch.tensor(100), "shape (2,), not ()"),
+    (torch.tensor([[100, 100]]), "shape (2,), not (1, 2)"), (torch.tensor([100.0, 100.0]), "integers"),
+    (torch.tensor([100, 0]), "positive"), (torch.tensor([100, -3]), "positive"), (None, "missing"),
+])
+def test_a_bridge_pt_with_malformed_dims_is_a_user_error_naming_the_file_and_the_fix(tmp_path, dims, why):
+    import dataclasses
+
+    (tmp_path / "config.json").write_text(json.dumps(dataclasses.asdict(smoke("mnist_mnist"))))
+    torch.save({"w": torch.zeros(2)} if dims is None else {"dims": dims}, tmp_path / "bridge.pt")
+    with pytest.raises(UserError) as err:
+        load_bridge(tmp_path)
+    message = str(err.value)
+    assert message.startswith(f"{tmp_path / 'bridge.pt'} cannot be loaded: its dims entry") and why in message
+    assert f"retrain it with `ltrans bridge train mnist_mnist -o {tmp_path}`" in message
+
+
 def test_a_procrustes_rerun_into_a_bridge_folder_leaves_no_stale_bridge(bridge_folder, tmp_path):
     import shutil
 
