@@ -22,8 +22,11 @@ import tempfile
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
 import numpy as np
 import yaml
+from common import write_json
 
 BUDGET_S = 60.0
 PAIRS = ("mnist_mnist", "mnist_animals", "mnist_vae_gan", "mnist_spoken")
@@ -175,9 +178,7 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory(prefix="report-scale-") as tmp:
         rows = [measure(n, Path(tmp) / f"n{n}") for n in sizes]
     print(table(rows))
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps({"budget_s": BUDGET_S, "runs": rows}, indent=2))
-    print(f"json: {args.json}")
+    write_json(args.json, {"budget_s": BUDGET_S, "runs": rows})
 
 
 if __name__ == "__main__":
