@@ -233,11 +233,13 @@ def summary(samples: PriorSamples, class_names: list[str]) -> dict:
             "confident_per_class": dict(zip(class_names, counts)), "min_class_count": int(np.min(counts))}
 
 
-def _quality_key(record: dict):
+def _quality_key(record: dict, classifier: dict):
+    """Key of the summary of a base model (``record``) judged by its domain's classifier (``classifier``)."""
     from ltrans.artifacts import make_key
 
-    return make_key("sample_quality", record["name"], model=record["key"], n=QUALITY_SAMPLES, threshold=CONFIDENT,
-                    conditional="mixture", components=list(MIXTURE_COMPONENTS), held_out=HELD_OUT)
+    return make_key("sample_quality", record["name"], model=record["key"], classifier=classifier["key"],
+                    n=QUALITY_SAMPLES, threshold=CONFIDENT, conditional="mixture",
+                    components=list(MIXTURE_COMPONENTS), held_out=HELD_OUT, min_per_component=MIN_PER_COMPONENT)
 
 
 def sample_quality(name: str, *, store, preset: str = "full", device: str = "cpu") -> dict:
@@ -265,7 +267,7 @@ def sample_quality(name: str, *, store, preset: str = "full", device: str = "cpu
                                 n_per_class=QUALITY_SAMPLES // len(names)), names)
         atomic_write_json(out / "summary.json", figures)
 
-    path = store.get_or_create(_quality_key(model.record), build)
+    path = store.get_or_create(_quality_key(model.record, clf.record), build)
     return json.loads((path / "summary.json").read_text())
 
 
@@ -283,9 +285,15 @@ def vae_conditional(name: str, decoder, classifier, *, store, preset: str, devic
 
 
 def stored_quality(record: dict, store) -> dict | None:
-    """The sample-quality summary of a trained model's record if it was computed, else None."""
+    """The sample-quality summary of a trained model's record, judged by the stored classifier of its
+    domain, if it was computed, else None."""
     import json
 
-    key = _quality_key(record)
+    from ltrans.models import zoo
+
+    classifier = zoo.is_trained(record["domain"], store=store, preset=record["preset"], kind="classifier")
+    if classifier is None:
+        return None
+    key = _quality_key(record, classifier)
     return json.loads((store.open(key) / "summary.json").read_text()) if store.exists(key) else None
 

@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import torch
+from torch import nn
 from torch.overrides import TorchFunctionMode
 
+import ltrans.data  # noqa: F401  (fills DATASETS)
+from ltrans import samples
+from ltrans.artifacts import Store
+from ltrans.models import zoo
 from ltrans.samples import Mixture
 
 
@@ -65,3 +70,58 @@ def test_mixture_draws_hold_no_tensor_larger_than_the_draws():
     with _LargestTensor() as seen:
         z = mix.sample(5_000, torch.Generator().manual_seed(5))
     assert seen.numel == z.numel() == 5_000 * 20  # never a (n, d, d) stack of factors
+
+
+class _Decoder(nn.Module):
+    latent_dim = 4
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.unused = nn.Parameter(torch.zeros(1))  # the sampler reads the device off a parameter
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        return z
+
+
+class _SureOf(nn.Module):
+    """A classifier that calls every input class ``c``, confidently."""
+
+    def __init__(self, c: int) -> None:
+        super().__init__()
+        self.c = c
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return 20 * nn.functional.one_hot(torch.full((len(x),), self.c), 10).float()
+
+
+def test_a_retrained_classifier_judges_the_samples_again(tmp_path, monkeypatch):
+    # The stored summary is the classifier's verdict: another classifier (new weights, new record key) must
+    # not be answered with the former one's figures, in `base train` or in `base ls`.
+    store = Store(tmp_path)
+    model = zoo.Trained(_Decoder(), {"name": "mnist_gan", "key": "gan-weights", "domain": "mnist", "preset": "tiny"})
+    current = {}
+    monkeypatch.setattr(zoo, "base_model", lambda name, **kwargs: model)
+    monkeypatch.setattr(zoo, "classifier", lambda domain, **kwargs: current["clf"])
+    monkeypatch.setattr(zoo, "is_trained", lambda name, **kwargs: current["clf"].record)
+    verdicts = []
+    for c, key in ((0, "clf-a"), (3, "clf-b"), (0, "clf-a")):
+        current["clf"] = zoo.Trained(_SureOf(c), {"name": "mnist", "key": key})
+        quality = samples.sample_quality("mnist_gan", store=store, preset="tiny")
+        assert samples.stored_quality(model.record, store) == quality
+        verdicts.append(max(quality["confident_per_class"], key=quality["confident_per_class"].get))
+    assert verdicts == ["0", "3", "0"]  # mnist names its classes by digit
+    assert len([e for e in store.entries() if e.kind == "sample_quality"]) == 2  # the third was a cache hit
+
+
+def test_the_quality_key_names_the_classifier_and_every_mixture_setting(monkeypatch):
+    record = {"name": "mnist_vae", "key": "vae-weights"}
+    key = samples._quality_key(record, {"key": "clf-a"}).digest
+    assert samples._quality_key(record, {"key": "clf-b"}).digest != key
+    monkeypatch.setattr(samples, "MIN_PER_COMPONENT", samples.MIN_PER_COMPONENT + 1)
+    assert samples._quality_key(record, {"key": "clf-a"}).digest != key
+
+
+def test_no_stored_classifier_means_no_stored_quality(tmp_path, monkeypatch):
+    monkeypatch.setattr(zoo, "is_trained", lambda name, **kwargs: None)
+    assert samples.stored_quality({"name": "mnist_vae", "key": "k", "domain": "mnist", "preset": "tiny"},
+                                  Store(tmp_path)) is None
