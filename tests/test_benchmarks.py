@@ -55,6 +55,32 @@ def test_efficiency_measures_matmul_and_packs_in_one_run(tmp_path):
     assert data["best_packed_percent"] == max(r["% of matmul"] for r in data["rows"] if r["how"] == "packed")
 
 
+def test_efficiency_leaves_setup_out_of_the_unpacked_and_the_packed_step_times_alike(monkeypatch):
+    # train_bridge's wall_s counts building the bridge; the pack's timer starts once it is built. With a
+    # slow setup (0.3 s a bridge) the two must still agree per step: setup must not leak into either.
+    import dataclasses
+    import time
+
+    from ltrans.bridge.model import Bridge
+    from ltrans.bridge.toy import toy_pair
+
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    from efficiency import SMOKE, timed_pack, timed_unpacked
+
+    init = Bridge.__init__
+
+    def slow_init(self, *args, **kwargs):
+        time.sleep(0.3)
+        init(self, *args, **kwargs)
+
+    monkeypatch.setattr(Bridge, "__init__", slow_init)
+    cfg = dataclasses.replace(SMOKE, width=16, batch_size=32, n_projections=8)
+    pair = toy_pair(n_per_class=50, dim=8, rotation_seed=0, noise=0.5, seed=0, posterior_std=0.1)
+    lat, steps = (pair.latents_a, pair.latents_b), 10
+    unpacked, packed = timed_unpacked(cfg, steps, lat, "cpu"), timed_pack(cfg, 1, steps, lat, "cpu")
+    assert abs(unpacked - packed) < 0.3 / steps / 2, (unpacked, packed)  # setup in one of them: 0.03 s a step
+
+
 def test_bridge_vs_base_times_both_and_projects_to_paper_scale(tmp_path):
     stdout, data = bench("bridge_vs_base", tmp_path)
     rows = table_rows(stdout, ["pair", "model", "train s", "bridge to 95% s", "bridge full s",
