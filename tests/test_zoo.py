@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import shutil
 
+import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
 
 from ltrans.artifacts import Store
 from ltrans.cli import cli
-from ltrans.models import BASE_MODELS, zoo
+from ltrans.data import audio
+from ltrans.data.base import DATASETS, Examples, Split
+from ltrans.models import BASE_MODELS, CLASSIFIERS, zoo
 
 
 def test_a_corrupted_record_is_one_error_naming_the_fix(store, tmp_path):
@@ -44,3 +47,24 @@ def test_tiny_preset_keeps_the_latent_dim_of_the_spec(name):
     z = torch.zeros(2, spec.latent_dim)
     with torch.no_grad():
         assert len(module.eval().decode(z)) == 2  # a draw of the spec's size decodes
+
+
+def _tiny_split() -> Split:
+    rng = np.random.default_rng(0)
+    part = Examples(rng.random((4, 8), dtype=np.float32), np.arange(4))
+    return Split(part, Examples(rng.random((2, 8), dtype=np.float32), np.arange(2)))
+
+
+_SPECS = [("base_model", n) for n in BASE_MODELS.names()] + [("classifier", d) for d in CLASSIFIERS.names()]
+
+
+@pytest.mark.parametrize("setting, value", [("N_MELS", 80), ("HOP", 160), ("LOG_FLOOR", -30.0), ("EPS", 1e-8)])
+@pytest.mark.parametrize("kind, name", _SPECS)
+def test_audio_front_end_settings_are_in_the_keys_of_spoken_models_only(kind, name, setting, value, monkeypatch):
+    # The key fingerprints raw waves; a spoken model sees their spectrograms, so a changed front end must
+    # train (and encode) again, while image models, which never see it, keep their stored weights.
+    spec = BASE_MODELS[name] if kind == "base_model" else CLASSIFIERS[name]
+    before = zoo._key(kind, name, spec, "tiny", _tiny_split())[1].digest
+    monkeypatch.setattr(audio, setting, value)
+    after = zoo._key(kind, name, spec, "tiny", _tiny_split())[1].digest
+    assert (after != before) == (DATASETS[spec.domain].modality == "audio")

@@ -43,6 +43,16 @@ EPS = 1e-10  # power floor inside the log: -100 dB re a full-scale sine's bin po
 LOG_FLOOR = -20.0
 LOG_CEIL = 0.0
 GL_MOMENTUM = 0.99  # fast Griffin-Lim (Perraudin, Balazs & Sondergaard 2013, https://arxiv.org/abs/1308.3416)
+FRONT_END_VERSION = 1  # bump when the code of ``to_model_space`` changes: cache keys hold ``front_end()``
+
+
+def front_end() -> dict[str, float]:
+    """The settings that fix a clip's model-space spectrogram (Griffin-Lim's do not): the cache keys of the
+    models trained and the latents encoded on spectrograms hold them, since the raw waves' fingerprint does
+    not change with them."""
+    return {"version": FRONT_END_VERSION, "sample_rate": SAMPLE_RATE, "n_samples": N_SAMPLES, "n_fft": N_FFT,
+            "hop": HOP, "n_mels": N_MELS, "n_frames": N_FRAMES, "f_min": F_MIN, "f_max": F_MAX, "eps": EPS,
+            "log_floor": LOG_FLOOR, "log_ceil": LOG_CEIL}
 
 
 def hz_to_mel(f: np.ndarray | float) -> np.ndarray:

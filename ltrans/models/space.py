@@ -22,6 +22,16 @@ def to_model_space(domain: str, x: np.ndarray | torch.Tensor, batch: int = 512) 
     return torch.cat([spec(chunk) for chunk in x.split(batch)]) if len(x) else x
 
 
+def model_space_settings(domain: str) -> dict[str, float]:
+    """What besides the loaded data fixes ``to_model_space`` of ``domain``: the audio front end's settings
+    for audio, nothing for images (they are used as loaded)."""
+    if DATASETS[domain].modality == "image":
+        return {}
+    from ltrans.data.audio import front_end
+
+    return front_end()
+
+
 def fingerprint(*arrays: np.ndarray) -> str:
     """sha256 of the arrays' dtypes, shapes and bytes: the data part of a cache key."""
     import hashlib

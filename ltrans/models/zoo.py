@@ -21,7 +21,7 @@ from ltrans.artifacts import Store, make_key
 from ltrans.errors import UserError
 from ltrans.files import atomic_write_json
 from ltrans.models.base import BASE_MODELS, CLASSIFIERS
-from ltrans.models.space import fingerprint
+from ltrans.models.space import fingerprint, model_space_settings
 
 FORMAT = 1
 PRESETS = ("full", "tiny")
@@ -56,9 +56,12 @@ def _key(kind: str, name: str, spec, preset: str, split) -> Any:
     if preset not in PRESETS:
         raise UserError(f"unknown preset {preset!r}; use one of {', '.join(PRESETS)}")
     config = spec.config if preset == "full" else spec.tiny
+    # Only domains whose model space is computed (audio) name its settings, so image keys stay as they were.
+    computed = model_space_settings(spec.domain)
     return config, make_key(
         kind, name, format=FORMAT, preset=preset, config=dataclasses.asdict(config),
         seed=getattr(spec, "seed", 0), data=fingerprint(split.train.x, split.train.y, split.test.y),
+        **({"model_space": computed} if computed else {}),
     )
 
 
