@@ -68,3 +68,12 @@ def test_audio_front_end_settings_are_in_the_keys_of_spoken_models_only(kind, na
     monkeypatch.setattr(audio, setting, value)
     after = zoo._key(kind, name, spec, "tiny", _tiny_split())[1].digest
     assert (after != before) == (DATASETS[spec.domain].modality == "audio")
+
+
+@pytest.mark.parametrize("kind, name", _SPECS)
+def test_held_out_examples_are_in_the_key(kind, name):
+    # The record's test figures (reconstruction error, accuracy) and a VAE's test latents come from split.test.x.
+    spec = BASE_MODELS[name] if kind == "base_model" else CLASSIFIERS[name]
+    split = _tiny_split()
+    other = Split(split.train, Examples(split.test.x + 0.5, split.test.y))
+    assert zoo._key(kind, name, spec, "tiny", other)[1].digest != zoo._key(kind, name, spec, "tiny", split)[1].digest

@@ -1,8 +1,9 @@
 """Train each frozen base model and domain classifier once, keep it in the artifact store, load it.
 
-The store key names everything that fixes the weights: the spec name, its resolved config, the
-seed, the preset and a fingerprint of the training data. The record beside the weights keeps the
-training config, final figures and the wall-clock training time (the speed comparison needs it).
+The store key names everything that fixes the weights and the record: the spec name, its resolved
+config, the seed, the preset, a fingerprint of the training and test data (the record's figures are
+measured on the test split) and, for audio, the spectrogram settings. The record beside the weights keeps
+the training config, final figures and the wall-clock training time (the speed comparison needs it).
 """
 
 from __future__ import annotations
@@ -60,7 +61,7 @@ def _key(kind: str, name: str, spec, preset: str, split) -> Any:
     computed = model_space_settings(spec.domain)
     return config, make_key(
         kind, name, format=FORMAT, preset=preset, config=dataclasses.asdict(config),
-        seed=getattr(spec, "seed", 0), data=fingerprint(split.train.x, split.train.y, split.test.y),
+        seed=getattr(spec, "seed", 0), data=fingerprint(split.train.x, split.train.y, split.test.x, split.test.y),
         **({"model_space": computed} if computed else {}),
     )
 
