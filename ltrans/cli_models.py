@@ -1,4 +1,5 @@
-"""``ltrans base ...``, ``ltrans latents ...``, ``ltrans bridge ...``, ``ltrans translate``, ``ltrans demo``."""
+"""``ltrans base ...`` (train, ls, sample) and ``ltrans latents ...`` (build): the frozen base models,
+their domain classifiers and their cached latents."""
 
 from __future__ import annotations
 

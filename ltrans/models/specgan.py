@@ -244,9 +244,9 @@ def train_specgan(
 # norm: 1.5% at 1,000. These defaults (0.32 s a step on one thread of a shared 2-core machine): confident
 # fraction over 2,000 draws at 1k..12k steps 4.3, 7.9, 14.1, 15.9, 22.0, 24.3, 28.2, 30.7, 30.5, 34.5,
 # 36.6, 37.2%, still rising; at 12,000 steps (3,889 s) 36.5% of 20,000 draws, per class [666, 428, 633,
-# 905, 797, 230, 1225, 1728, 183, 506]: "five" and "eight" are rarely sharp enough, so gan_latents draws
-# more rounds until each class has its 500. EMA decays 0.999 / 0.9995 scored lower than 0.995 at every
-# checkpoint (36.7 / 34.4% at 12k).
+# 905, 797, 230, 1225, 1728, 183, 506]: "five" and "eight" are rarely sharp enough, so gan_selection draws
+# more rounds until each class has its 1,700 (ltrans.latents.GAN_SELECTION: ~200,000 draws). EMA decays
+# 0.999 / 0.9995 scored lower than 0.995 at every checkpoint (36.7 / 34.4% at 12k).
 BASE_MODELS.register(
     "spoken_specgan",
     BaseSpec(
