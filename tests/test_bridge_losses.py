@@ -124,6 +124,36 @@ def test_bridge_loss_is_the_weighted_sum_of_its_parts():
     assert parts["total"].item() == pytest.approx(total.item())
 
 
+def test_bridge_loss_parts_match_their_definitions_computed_by_hand():
+    # Domains of different sizes (4 and 6), so "the mean of the two domains' MSEs" differs from one MSE
+    # over all elements; codes differ from the posterior means, so the SWD must read the codes.
+    n, k = 16, 3
+    z_a, z_b = torch.randn(n, 4, generator=gen(0)), torch.randn(n, 6, generator=gen(1))
+    recon_a, recon_b = 2.0 * torch.randn(n, 4, generator=gen(2)), torch.randn(n, 6, generator=gen(3)) + 1.0
+    mu = torch.randn(2 * n, k, generator=gen(4))
+    std = torch.rand(2 * n, k, generator=gen(5)) + 0.2
+    code_a, code_b = torch.randn(n, k, generator=gen(6)), 3.0 * torch.randn(n, k, generator=gen(7)) + 1.0
+    cls_y = torch.tensor([3, -1, 7, 0, -1, 9] * 2)
+    cls_code = torch.randn(len(cls_y), k, generator=gen(8))
+    batch = BridgeBatch(z_a, z_b, recon_a, recon_b, mu, std, code_a, code_b, cls_code, cls_y)
+    cfg = BridgeConfig(beta_kl=0.1, beta_swd=2.0, beta_cls=0.5, n_projections=8)
+    classify = torch.nn.Linear(k, 10)
+    total, parts = bridge_loss(batch, cfg, gen(9), classify)
+
+    mse_a = ((recon_a - z_a) ** 2).sum() / (n * 4)
+    mse_b = ((recon_b - z_b) ** 2).sum() / (n * 6)
+    recon = (mse_a + mse_b) / 2
+    kl = (0.5 * (mu**2 + std**2 - 1) - std.log()).sum() / (2 * n)  # summed over the code, mean over rows
+    swd = sliced_wasserstein(code_a, code_b, 8, gen(9))  # the first draw of the step's generator
+    labelled = cls_y >= 0
+    log_p = torch.log_softmax(classify(cls_code[labelled]), dim=1)
+    cls = -log_p[torch.arange(int(labelled.sum())), cls_y[labelled]].mean()
+    for name, value in (("recon", recon), ("kl", kl), ("swd", swd), ("cls", cls)):
+        assert parts[name].item() == pytest.approx(value.item(), rel=1e-5), name
+    assert swd.item() != pytest.approx(sliced_wasserstein(mu[:n], mu[n:], 8, gen(9)).item(), rel=1e-2)
+    assert total.item() == pytest.approx((recon + 0.1 * kl + 2.0 * swd + 0.5 * cls).item(), rel=1e-5)
+
+
 def test_a_zero_beta_removes_its_term_without_computing_it():
     calls = []
 
