@@ -41,6 +41,22 @@ def test_encode_decode_shapes_for_different_dims_and_positive_std():
         model.encode(zb, "a")
 
 
+def test_each_domain_reads_the_leading_columns_of_the_padded_space():
+    # A 6-d A and an 11-d B share one 11-d body: A's latents enter as the first 6 columns (zeros after)
+    # and leave as the first 6 columns of the decoder's output; B uses all 11.
+    model = Bridge(6, 11, SMALL, generator=gen())
+    za, code = torch.randn(5, 6, generator=gen(1)), torch.randn(5, 3, generator=gen(2))
+    ids_a, ids_b = torch.zeros(5, dtype=torch.long), torch.ones(5, dtype=torch.long)
+    padded = torch.cat([za, torch.zeros(5, 5)], dim=1)
+    for got, want in zip(model.encode(za, "a"), model.encode_padded(padded, ids_a), strict=True):
+        assert torch.equal(got, want)
+    full_a = model.decode_padded(code, ids_a)
+    assert torch.equal(model.decode(code, "a"), full_a[:, :6])
+    assert not torch.allclose(full_a[:, :6], full_a[:, -6:])  # so that "which 6 columns" is decided here
+    assert torch.equal(model.decode(code, "b"), model.decode_padded(code, ids_b))
+    assert not torch.allclose(full_a, model.decode_padded(code, ids_b))  # the domain id changes the output
+
+
 def test_init_from_a_generator_is_reproducible_and_leaves_the_global_rng_alone():
     state = torch.random.get_rng_state()
     one, two = Bridge(4, 4, SMALL, generator=gen(5)), Bridge(4, 4, SMALL, generator=gen(5))

@@ -62,6 +62,24 @@ def test_a_bridge_learns_from_a_labelled_subset_and_not_without_labels(one_threa
     assert max(transfers(pair, none.model)) <= 0.5
 
 
+def test_a_bridge_between_latent_spaces_of_different_sizes_transfers(one_thread):
+    # B is the toy's 8-d B with 4 zero columns appended: the bridge pads A to 12 and slices its output
+    # back to 8, and must still carry the classes across both ways (1.0 / 1.0 at this seed; seeds 1 and 2
+    # lock two classes into a swap, 0.8, as the equal-size toy does at some seeds).
+    pair = toy_pair(n_per_class=200, dim=8, rotation_seed=1, noise=0.5, seed=0)
+    wide = torch.cat([pair.latents_b.mu, torch.zeros(len(pair.latents_b), 4)], dim=1)  # (n, 12)
+    lat_b = Latents(wide, torch.zeros_like(wide), pair.latents_b.y)
+    result = train_bridge(TOY, pair.latents_a, lat_b, seed=0)
+    assert result.status == "ok" and result.model.dims == (8, 12)
+    za = pair.latents_a.mu
+    to_b = translate_latents(result.model, za, "a", "b")  # (n, 12)
+    to_a = translate_latents(result.model, wide, "b", "a")  # (n, 8)
+    assert to_b.shape == wide.shape and to_a.shape == za.shape
+    assert transfer_accuracy(pair, za, to_b[:, :8], "a", "b") >= 0.95
+    assert transfer_accuracy(pair, pair.latents_b.mu, to_a, "b", "a") >= 0.95
+    assert to_b[:, 8:].abs().mean() < 0.1 * to_b[:, :8].abs().mean()  # the padding is learnt as ~zero
+
+
 def test_same_seed_gives_identical_training():
     pair = toy_pair(n_per_class=20, dim=5, rotation_seed=0, noise=0.3, seed=0, posterior_std=0.1)
     one = train_bridge(TINY, pair.latents_a, pair.latents_b, seed=3)
