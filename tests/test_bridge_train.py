@@ -37,13 +37,11 @@ def transfers(pair, model: Bridge) -> tuple[float, float]:
             transfer_accuracy(pair, zb, translate_latents(model, zb, "b", "a"), "b", "a"))
 
 
-def test_toy_bridge_transfers_labels_both_ways():
+def test_toy_bridge_transfers_labels_both_ways(one_thread):
     pair = toy_pair(n_per_class=200, dim=16, rotation_seed=1, noise=0.5, seed=0)
     result = train_bridge(TOY, pair.latents_a, pair.latents_b, seed=0)
     assert result.status == "ok" and result.steps == TOY.steps
-    za, zb = pair.latents_a.mu, pair.latents_b.mu
-    assert transfer_accuracy(pair, za, translate_latents(result.model, za, "a", "b"), "a", "b") >= 0.95
-    assert transfer_accuracy(pair, zb, translate_latents(result.model, zb, "b", "a"), "b", "a") >= 0.95
+    assert min(transfers(pair, result.model)) >= 0.95
     assert [point["step"] for point in result.curve] == [200, 400, 600, 800]
     assert result.curve[-1]["total"] < result.curve[0]["total"]
 
