@@ -3,13 +3,16 @@ tiny sizes on 300 synthetic clips; one slow test trains the full classifier and 
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from ltrans.data.base import Split, stratified_split
+from ltrans.models import specgan
 from ltrans.models.base import BASE_MODELS, CLASSIFIERS
 from ltrans.models.classifier import build_seeded
 from ltrans.models.space import to_model_space
@@ -75,6 +78,77 @@ def test_build_loads_trained_state(name, trained):
     z = torch.randn(3, spec.tiny.latent_dim, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
         assert torch.equal(fresh.decode(z), module.decode(z))
+
+
+@pytest.mark.parametrize("loss", ["ns", "hinge"])
+def test_gan_step_returns_the_losses_of_its_batch_and_steps_both_players(loss, small_split):
+    # Augmentation off (shift 0 still draws from g, but moves nothing), so the step's figures can be
+    # recomputed from copies of the players taken before it and the same z.
+    config = dataclasses.replace(specgan.TINY_SPECGAN, loss=loss, max_shift=0, max_band_shift=0, cutout=0)
+    gen = build_seeded(specgan.build_specgan, config, 0)
+    disc = build_seeded(lambda c: specgan.Discriminator(c.d_width), config, 1)
+    gen0, disc0 = copy.deepcopy(gen), copy.deepcopy(disc)
+    opt_g, opt_d = (torch.optim.Adam(m.parameters(), lr=1e-3, betas=(0.5, 0.999)) for m in (gen, disc))
+    real = to_model_space("spoken_digits", small_split.train.x[:16])
+    loss_d, loss_g = specgan._gan_step(gen, disc, opt_g, opt_d, real, config, torch.Generator().manual_seed(5))
+    z = torch.randn(16, config.latent_dim, generator=torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        fake = gen0.decode(z)  # the step's fakes: same weights, same batch statistics
+        d_real, d_fake = disc0(real), disc0(fake)
+        # The generator's figure is the critic's after its update; in eval mode spectral norm reuses the
+        # singular vectors that the step's last forward pass left, as that pass did.
+        d_gen = disc.eval()(fake)
+    if loss == "hinge":
+        expected_d = F.relu(1 - d_real).mean() + F.relu(1 + d_fake).mean()
+        expected_g = -d_gen.mean()
+    else:  # non-saturating: cross-entropy with real = 1 for the critic, fakes labelled real for the generator
+        bce = F.binary_cross_entropy_with_logits
+        expected_d = bce(d_real, torch.ones(16)) + bce(d_fake, torch.zeros(16))
+        expected_g = bce(d_gen, torch.ones(16))
+    assert loss_d == pytest.approx(expected_d.item(), rel=1e-5, abs=1e-6)
+    assert loss_g == pytest.approx(expected_g.item(), rel=1e-5, abs=1e-6)
+    for new, old in ((gen, gen0), (disc, disc0)):  # each player took its step
+        assert not all(torch.equal(a, b) for a, b in zip(new.parameters(), old.parameters()))
+
+
+@pytest.mark.parametrize("loss", ["ns", "hinge"])
+def test_a_few_gan_steps_teach_the_critic_which_clips_are_real(loss, small_split):
+    # 60 steps (~1.5 s, the tiny preset's augmentation on): held-out clips score above prior samples.
+    # Measured gaps over seeds 0-2: 4.3-6.8 ns, 2.5-3.0 hinge; a critic taught swapped labels goes negative.
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    config = dataclasses.replace(specgan.TINY_SPECGAN, loss=loss)
+    gen = build_seeded(specgan.build_specgan, config, 0)
+    disc = build_seeded(lambda c: specgan.Discriminator(c.d_width), config, 1)
+    opt_g = torch.optim.Adam(gen.parameters(), lr=config.lr_g, betas=(config.beta1, 0.999))
+    opt_d = torch.optim.Adam(disc.parameters(), lr=config.lr_d, betas=(config.beta1, 0.999))
+    train = to_model_space("spoken_digits", small_split.train.x)
+    g = torch.Generator().manual_seed(0)
+    try:
+        for _ in range(60):
+            real = train[torch.randint(len(train), (config.batch_size,), generator=g)]
+            specgan._gan_step(gen, disc, opt_g, opt_d, real, config, g)
+    finally:
+        torch.set_num_threads(before)
+    z = torch.randn(60, config.latent_dim, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        held_out = to_model_space("spoken_digits", small_split.test.x)
+        assert disc.eval()(held_out).mean() > disc(gen.eval().decode(z)).mean() + 1.0
+
+
+def test_ema_update_moves_each_weight_a_share_of_the_way_and_copies_batch_statistics():
+    config = specgan.TINY_SPECGAN
+    ema, live = (build_seeded(specgan.build_specgan, config, seed) for seed in (0, 1))
+    with torch.no_grad():  # give live BatchNorm statistics of its own
+        live.train().decode(torch.randn(8, config.latent_dim, generator=torch.Generator().manual_seed(0)))
+    before = copy.deepcopy(ema)
+    specgan._ema_update(ema, live, 0.9)
+    for e, e0, p in zip(ema.parameters(), before.parameters(), live.parameters()):
+        torch.testing.assert_close(e, 0.9 * e0 + 0.1 * p)
+    assert all(torch.equal(e, b) for e, b in zip(ema.buffers(), live.buffers()))
+    assert not all(torch.equal(e, b) for e, b in zip(before.buffers(), live.buffers()))  # they did move
+    specgan._ema_update(ema, live, 0.0)  # before ema_start: the average is the live model
+    assert all(torch.equal(e, p) for e, p in zip(ema.parameters(), live.parameters()))
 
 
 def test_vae_reconstructs_held_out_far_better_than_the_mean(small_split):

@@ -8,11 +8,12 @@ from dataclasses import replace
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from ltrans.data import load_split
 from ltrans.models import BASE_MODELS, CLASSIFIERS
-from ltrans.models.classifier import ClassifierConfig, ImageClassifier, accuracy, random_affine
-from ltrans.models.gan import GANConfig, ImageGAN
+from ltrans.models.classifier import ClassifierConfig, ImageClassifier, accuracy, build_seeded, random_affine
+from ltrans.models.gan import GANConfig, ImageGAN, discriminator_loss, generator_loss
 from ltrans.models.vae import ImageVAE, VAEConfig, evaluate, loss_terms, shift_images
 
 IMAGE_BASES = [n for n in BASE_MODELS.names() if BASE_MODELS[n].build in (ImageVAE, ImageGAN)]
@@ -142,6 +143,61 @@ def test_gan_tiny_training_is_finite_and_in_range(variant, tiny, splits):
         logits = model.critic(x)
     assert logits.shape == (16,) and bool(torch.isfinite(logits).all())
     assert 0.0 <= x.min().item() and x.max().item() <= 1.0
+    # The critic learned which side is real: held-out digits score above samples (measured gaps 1.5-2.4
+    # hinge, 4.3-4.9 non-saturating over seeds 0-2; a critic trained on swapped labels scores them below).
+    with torch.no_grad():
+        real = torch.as_tensor(splits("mnist").test.x[:256])
+        fake = model.decode(torch.randn(256, model.latent_dim, generator=torch.Generator().manual_seed(2)))
+        assert model.critic(real).mean() > model.critic(fake).mean() + 0.5
+
+
+def test_hinge_losses_vanish_beyond_the_margin_and_are_linear_inside():
+    real, fake = torch.tensor([1.0, 2.0, 7.5]), torch.tensor([-1.0, -4.0])
+    assert discriminator_loss(real, fake, "hinge").item() == 0.0  # every logit on its side of the margin
+    # By hand: mean(relu(1 - real)) + mean(relu(1 + fake)) = (0.5 + 0 + 2) / 3 + (1 + 0) / 2.
+    real, fake = torch.tensor([0.5, 3.0, -1.0]), torch.tensor([0.0, -2.0])
+    assert discriminator_loss(real, fake, "hinge").item() == pytest.approx(2.5 / 3 + 0.5)
+    assert generator_loss(torch.tensor([0.5, -1.5, 4.0]), "hinge").item() == pytest.approx(-1.0)
+
+
+def test_nonsaturating_losses_are_cross_entropies_with_real_as_one():
+    g = torch.Generator().manual_seed(0)
+    real, fake = 3 * torch.randn(64, generator=g), 3 * torch.randn(48, generator=g)
+    bce = F.binary_cross_entropy_with_logits
+    expected_d = bce(real, torch.ones_like(real)) + bce(fake, torch.zeros_like(fake))
+    torch.testing.assert_close(discriminator_loss(real, fake, "nonsaturating"), expected_d)
+    # -log D(G(z)), Goodfellow et al. 2014's non-saturating generator loss: fakes labelled real
+    torch.testing.assert_close(generator_loss(fake, "nonsaturating"), bce(fake, torch.ones_like(fake)))
+
+
+@pytest.mark.parametrize("loss", ["hinge", "nonsaturating"])
+def test_generator_loss_falls_as_the_critic_calls_fakes_more_real(loss):
+    fake = torch.linspace(-3.0, 3.0, 16)
+    values = torch.stack([generator_loss(fake + shift, loss) for shift in torch.linspace(-4.0, 4.0, 33)])
+    assert bool((values.diff() < 0).all())
+
+
+@pytest.fixture
+def one_thread():
+    """Train on one torch thread (the machine is shared), then restore the count for later tests."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_short_gan_training_moves_samples_towards_the_data(splits, one_thread):
+    # 200 steps (~3 s): the mean sample image approaches the mean digit. Measured RMS distance from the
+    # held-out mean digit, seeds 0-2: 0.14-0.23 trained against 0.45-0.47 for the untrained generator.
+    spec, split = BASE_MODELS["mnist_gan"], splits("mnist")
+    config = replace(spec.tiny, steps=200)
+    trained, _ = spec.train(config, split, seed=0)
+    untrained = build_seeded(spec.build, config, 0).eval()
+    real = torch.as_tensor(split.test.x[:512])
+    z = torch.randn(512, config.latent_dim, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        distance = [(m.decode(z).mean(0) - real.mean(0)).pow(2).mean().sqrt().item() for m in (trained, untrained)]
+    assert distance[0] < 0.6 * distance[1]
 
 
 @pytest.mark.parametrize(
