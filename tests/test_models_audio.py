@@ -17,6 +17,7 @@ from ltrans.models.base import BASE_MODELS, CLASSIFIERS
 from ltrans.models.classifier import build_seeded
 from ltrans.models.space import to_model_space
 from ltrans.models.specgan import time_shift
+from ltrans.models.spoken import TINY_VAE, SpokenVAE, vae_loss
 from ltrans.models.spoken_classifier import OUTLIER, SpokenClassifierConfig, augment, blur, outliers
 
 AUDIO_MODELS = ["spoken_specgan", "spoken_vae"]
@@ -166,6 +167,25 @@ def test_vae_reconstructs_held_out_far_better_than_the_mean(small_split):
     assert mse < 0.5 * baseline  # the measured tiny model reaches about a quarter
     assert untrained_mse > baseline  # the comparison has teeth
     assert info["test_recon_mse"] == pytest.approx(float(mse), rel=1e-5)
+
+
+def test_vae_loss_is_the_negative_elbo_of_one_reparametrised_draw(small_split):
+    model = build_seeded(SpokenVAE, TINY_VAE, 0).eval()
+    x = to_model_space("spoken_digits", small_split.test.x[:12])
+    obs_std = 0.05
+    loss, recon, kl = vae_loss(model, x, obs_std, torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        mu, std = model.encode(x)
+        eps = torch.randn(mu.shape, generator=torch.Generator().manual_seed(3))  # the same draw
+        per_clip = ((x - model.decode(mu + std * eps)) ** 2).flatten(1).sum(1) / (2 * obs_std**2)
+        q, p = torch.distributions.Normal(mu, std), torch.distributions.Normal(0.0, 1.0)
+        expected_kl = torch.distributions.kl_divergence(q, p).sum(1).mean()
+        at_mean = ((x - model.decode(mu)) ** 2).flatten(1).sum(1).mean() / (2 * obs_std**2)
+    torch.testing.assert_close(recon.detach(), per_clip.mean(), rtol=1e-5, atol=1e-3)
+    torch.testing.assert_close(kl.detach(), expected_kl, rtol=1e-4, atol=1e-3)
+    torch.testing.assert_close(loss.detach(), (recon + kl).detach())
+    # the check has teeth: without the draw the term differs by far more than the tolerance above
+    assert not torch.allclose(at_mean, recon.detach(), rtol=1e-5, atol=1e-3)
 
 
 def test_augment_is_identity_at_zero_size_and_stays_in_range():

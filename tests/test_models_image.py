@@ -123,7 +123,16 @@ def test_vae_loss_terms_match_closed_forms(tiny, splits):
         mu, std = model.encode(x)
         q, p = torch.distributions.Normal(mu, std), torch.distributions.Normal(0.0, 1.0)
         expected_kl = torch.distributions.kl_divergence(q, p).sum(1)
+        # The reconstruction term by hand: one reparametrised draw z = mu + std * eps, eps from a generator
+        # seeded alike, and the Gaussian negative log-likelihood of x at scale sigma without its constant.
+        eps = torch.randn(mu.shape, generator=torch.Generator().manual_seed(0))
+        expected_recon = ((x - model.decode(mu + std * eps)) ** 2).flatten(1).sum(1) / (2 * 0.1**2)
     torch.testing.assert_close(kl.detach(), expected_kl, rtol=1e-4, atol=1e-3)
+    torch.testing.assert_close(recon.detach(), expected_recon, rtol=1e-5, atol=1e-3)
+    # the check has teeth: decoding the posterior mean without the draw gives another term
+    with torch.no_grad():
+        at_mean = ((x - model.decode(mu)) ** 2).flatten(1).sum(1) / (2 * 0.1**2)
+    assert not torch.allclose(at_mean, expected_recon, rtol=1e-3)
     # Halving sigma quadruples the reconstruction term for the same noise draw.
     recon_half, _ = loss_terms(model, x, sigma=0.05, generator=torch.Generator().manual_seed(0))
     torch.testing.assert_close(recon_half.detach(), 4 * recon.detach(), rtol=1e-5, atol=1e-3)
