@@ -12,7 +12,7 @@ from optuna.trial import TrialState
 from ray.tune.search import Searcher
 
 from ltrans.sweep.results import Ledger
-from ltrans.sweep.searcher import OptunaSearcher, PruneNotes, classify, make_sampler, open_study
+from ltrans.sweep.searcher import OptunaSearcher, PruneNotes, classify, distribution, make_sampler, open_study
 from ltrans.sweep.spec import MAX_SAMPLER_SEED, load_spec
 from ltrans.sweep.trials import config_from_flat, content_key
 
@@ -214,10 +214,41 @@ def test_cmaes_samples_within_bounds_and_moves_towards_the_optimum(tmp_path):
     assert sum(distance[-8:]) < sum(distance[:8])
 
 
-@pytest.mark.parametrize("sampler", ["tpe", "random", "grid", "nsga2"])
-def test_the_largest_sampler_seed_still_seeds_a_long_resumed_study(tmp_path, sampler):
-    space = {"bridge.width": {"type": "categorical", "choices": [32, 64]}}
-    spec = make_spec(tmp_path, sampler=sampler, sampler_seed=MAX_SAMPLER_SEED, space=space, budget=2)
-    for start in (0, 1, 10**6):  # a resume seeds with sampler_seed + 7919 * trials so far
-        study = optuna.create_study(sampler=make_sampler(spec, start=start))
-        assert study.ask().suggest_categorical("bridge.width", [32, 64]) in (32, 64)
+def first_suggestions(spec, start: int, n: int = 5) -> list[tuple]:
+    """The first n points a fresh study asks of ``make_sampler(spec, start)``, each told the same value."""
+    axes = {d.key: distribution(d) for d in spec.space}
+    if spec.sampler == "grid":  # the grid sampler's grid also spans pairs and seeds (as the searcher asks)
+        axes |= {"pair": optuna.distributions.CategoricalDistribution(list(spec.pairs)),
+                 "seed": optuna.distributions.CategoricalDistribution(list(spec.seeds))}
+    study = optuna.create_study(sampler=make_sampler(spec, start=start), direction="maximize")
+    points = []
+    for _ in range(n):
+        trial = study.ask(axes)
+        points.append(tuple(sorted(trial.params.items())))
+        study.tell(trial, 0.5)
+    return points
+
+
+SEED_SPACES = {  # a grid needs steps; the others search a continuous log-scale square
+    "grid": {"bridge.beta_swd": {"type": "float", "low": 0.1, "high": 10.0, "step": 0.1}},
+    "other": {"bridge.beta_swd": {"type": "float", "low": 0.1, "high": 10.0, "log": True},
+              "bridge.lr": {"type": "float", "low": 1.0e-4, "high": 1.0e-2, "log": True}},
+}
+
+
+@pytest.mark.parametrize("sampler", ["tpe", "random", "grid", "cmaes", "nsga2"])
+@pytest.mark.parametrize("sampler_seed", [0, MAX_SAMPLER_SEED])
+def test_sampler_seed_and_start_fix_the_suggestions_and_each_changes_them(tmp_path, sampler, sampler_seed):
+    # A sweep repeats itself from its sampler_seed; a resume (start = trials so far) and another
+    # sampler_seed each draw other points. At the largest seed too, where the seed wraps modulo 2**32.
+    space = SEED_SPACES["grid" if sampler == "grid" else "other"]
+    budget = {"budget": None} if sampler == "grid" else {"budget": 20}
+    spec = make_spec(tmp_path, sampler=sampler, sampler_seed=sampler_seed, space=space, **budget)
+    other_seed = sampler_seed - 1 if sampler_seed else 1
+    neighbour = make_spec(tmp_path, sampler=sampler, sampler_seed=other_seed, space=space, **budget)
+    first = first_suggestions(spec, start=0)
+    assert len(set(first)) == 5 and first_suggestions(spec, start=0) == first  # same seed, same points
+    for start in (1, 10**6):
+        resumed = first_suggestions(spec, start=start)
+        assert resumed == first_suggestions(spec, start=start) and resumed != first
+    assert first_suggestions(neighbour, start=0) != first
