@@ -78,7 +78,7 @@ def bridge() -> None:
 @click.option("--preset", type=click.Choice(["paper", "smoke", "demo"]), default="paper", show_default=True)
 @SETS
 @click.option("-o", "--out", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Where to write config.json, row.json and bridge.pt (default runs/bridge/PAIR).")
+              help="Where to write config.json, row.json, bridge.pt and examples/ (default runs/bridge/PAIR).")
 @DEVICE
 @click.pass_context
 def bridge_train(ctx: click.Context, pair: str, preset: str, sets: tuple[str, ...], out: Path | None,
