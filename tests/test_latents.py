@@ -11,6 +11,7 @@ from ltrans.data import load_split
 from ltrans.errors import UserError
 from ltrans.latents import Latents, gan_latents, gan_selection, latent_dataset
 from ltrans.models import zoo
+from ltrans.models.space import to_model_space
 
 
 class PrototypeGenerator(nn.Module):
@@ -153,6 +154,17 @@ def test_vae_latents_cover_every_example_and_the_cache_hit_does_not_re_encode(st
     assert len(first.train) == len(split.train) and len(first.test) == len(split.test)
     assert torch.equal(first.train.y, torch.from_numpy(split.train.y))
     assert torch.all(first.train.std > 0) and first.train.dim == first.record["latent_dim"]
+    # Each row is its own example's posterior: the frozen base model's encoder on the same rows (model
+    # space, as latent_dataset encodes them) gives the stored mean and std, beside the example's label.
+    module = zoo.base_model("mnist_vae", store=store, preset="tiny").module
+    for part, lat in (("train", first.train), ("test", first.test)):
+        x, y = getattr(split, part).x, getattr(split, part).y
+        rows = torch.arange(len(x))[-64:] if part == "test" else torch.arange(64)
+        with torch.no_grad():
+            mu, std = module.encode(to_model_space("mnist", x[rows.numpy()]))
+        torch.testing.assert_close(lat.mu[rows], mu, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(lat.std[rows], std, rtol=1e-5, atol=1e-6)
+        assert torch.equal(lat.y, torch.from_numpy(y)) and torch.equal(lat.confidence, torch.ones(len(y)))
 
     def fail(*args, **kwargs):
         raise AssertionError("re-encoded on a cache hit")
