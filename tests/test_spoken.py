@@ -101,8 +101,17 @@ def test_embedded_loader_caches_then_splits_stratified(tmp_path, monkeypatch):
     cached = load(LoadRequest(data_dir=None, seed=0, store=store))
     assert cached.train.x.tobytes() == split.train.x.tobytes()
     assert np.bincount(split.test.y).tolist() == [1] * 10 and len(split.train) == 40
-    both = np.concatenate([split.train.x, split.test.x])
-    assert np.array_equal(np.sort(both, axis=0), np.sort(expected.x, axis=0))  # the cache is exact
+    # The cache is exact and keeps each label with its clip: every loaded clip is byte for byte one freshly
+    # synthesised clip (all 50 differ), labelled as that clip was, and the split uses each clip once.
+    made = {clip.tobytes(): i for i, clip in enumerate(expected.x)}
+    assert len(made) == len(expected.x)
+    rows = {}
+    for name, part in {"train": split.train, "test": split.test, "cached train": cached.train,
+                       "cached test": cached.test}.items():
+        rows[name] = [made[clip.tobytes()] for clip in part.x]  # KeyError: a clip that was never made
+        np.testing.assert_array_equal(part.y, expected.y[rows[name]], err_msg=name)
+    assert sorted(rows["train"] + rows["test"]) == list(range(50))
+    assert (rows["cached train"], rows["cached test"]) == (rows["train"], rows["test"])
     other = load(LoadRequest(data_dir=None, seed=1, store=store))  # same data, another split
     assert not np.array_equal(other.test.x, split.test.x)
 
