@@ -121,3 +121,36 @@ def test_a_first_start_has_no_history_and_a_sweep_without_asha_none_at_all(tmp_p
     ledger = Ledger(tmp_path)
     assert rung_history(ledger.trials(), ledger.curves(), "loss", Rungs(**ASHA)) == {}
     assert recorded(ray_asha({})) == recorded(ray_asha())
+
+
+def test_a_trials_final_report_is_replayed_where_rays_asha_saw_it(tmp_path):
+    # Eval points every 100 steps, milestones 50, 100, 200: a trial that failed at step 170 reported 100
+    # (recorded at 100), then its final report at 170 (no new milestone), one at 230 (recorded at 200).
+    live, ledger = ray_asha(), Ledger(tmp_path)
+    for t, (last, value) in enumerate([(170, 0.4), (230, 0.7)]):
+        trial = SimpleNamespace(trial_id=f"tune-{t}")
+        live.on_trial_add(None, trial)
+        live.on_trial_result(None, trial, {"step": 100, "loss": 0.5})
+        ledger.record_curve({"number": t, "tune_trial_id": trial.trial_id, "step": 100, "loss": 0.5})
+        live.on_trial_complete(None, trial, {"step": last, "loss": value})
+        ledger.record_trial({"number": t, "tune_trial_id": trial.trial_id, "status": "failed",
+                             "metrics": {"steps": last, "loss": value}})
+    with_finals = rung_history(ledger.trials(), ledger.curves(), "loss", Rungs(**ASHA), finals=True)
+    assert recorded(ray_asha(with_finals)) == recorded(live)
+    assert with_finals[200.0] == [0.7]
+    assert 200.0 not in rung_history(ledger.trials(), ledger.curves(), "loss", Rungs(**ASHA))  # in-pack
+
+
+def test_in_pack_asha_judges_every_group_of_a_pack_at_a_milestone():
+    # A pack trial runs its groups (pairs, or members re-run one by one) after one another: members of a
+    # later group reaching step 50 are judged there too, not skipped because an earlier group was.
+    from ltrans.sweep.trainable import PackEvents
+
+    asha = {**ASHA, "metric": "loss_recon", "history": {"50.0": [0.1, 0.2, 0.3]}}
+    events = PackEvents([0, 1, 2, 3], asha)
+    for group, losses in (((0, 1), (0.15, 0.25)), ((2, 3), (9.0, 0.05))):
+        for number, loss in zip(group, losses):
+            events.curve(number, 50, {"step": 50.0, "wall_s": 1.0, "recon": loss, "total": loss})
+        stops = {number for number in group if events.should_stop(number, 50)}
+        assert stops == {n for n, loss in zip(group, losses) if loss > 0.2}, group
+    assert events.rungs.passed == {n: {50.0} for n in range(4)}

@@ -108,25 +108,39 @@ class Rungs:
         return stop, new
 
 
-def rung_history(trials: Mapping[int, dict], curves: Iterable[dict], metric: str, rungs: Rungs) -> dict[float, list[float]]:
+def rung_history(trials: Mapping[int, dict], curves: Iterable[dict], metric: str, rungs: Rungs,
+                 finals: bool = False) -> dict[float, list[float]]:
     """The values ASHA recorded at each milestone for the finished ``trials`` (the ledger's, by number),
     replayed from their learning ``curves`` (the ledger's points) as the scheduler saw them: so that a
     resumed sweep judges its new trials against every trial before it, as an uninterrupted one would.
     Points of a trial's dead attempts (another Tune trial id) and of unfinished trials are left out. A
     point without a finite ``metric`` (the ledger keeps finite values only) was a NaN to the scheduler:
-    it took its milestone but moves no cutoff, so it is replayed as NaN and left out of the values."""
-    by_trial: dict[int, list[dict]] = {}
+    it took its milestone but moves no cutoff, so it is replayed as such and left out of the values.
+    ``finals``: Ray's scheduler also sees each trial's final report (its steps and last losses, in the
+    ledger entry's metrics), where a trial that ended between eval points can reach a milestone; the
+    in-pack rungs do not. Linear in the points: no cutoff is computed, only where each value lands."""
+    by_trial: dict[int, list[tuple[float, float]]] = {}
     for point in curves:
         number = point.get("number")
         if number in trials and point.get("tune_trial_id") == trials[number].get("tune_trial_id") \
                 and isinstance(point.get("step"), int | float):
-            by_trial.setdefault(number, []).append(point)
+            by_trial.setdefault(number, []).append((point["step"], _value(point.get(metric))))
+    if finals:
+        for number, entry in trials.items():
+            final = entry.get("metrics") or {}
+            if isinstance(final.get("steps"), int | float):  # also a trial that ended before its first point
+                by_trial.setdefault(number, []).append((final["steps"], _value(final.get(metric))))
     history: dict[float, list[float]] = {}
     for number, points in by_trial.items():
-        for point in sorted(points, key=lambda p: p["step"]):  # stable: a retried run's points after its first's
-            value = point.get(metric)
-            value = float(value) if isinstance(value, int | float) else math.nan
-            for milestone, recorded in rungs.judge({number: value}, int(point["step"]))[1]:
-                if not math.isnan(recorded):
-                    history.setdefault(milestone, []).append(recorded)
+        for step, value in sorted(points, key=lambda p: p[0]):  # stable: a retried run's after its first's
+            if (milestone := rungs.milestone(number, int(step))) is None:
+                continue
+            rungs.passed.setdefault(number, set()).add(milestone)
+            if not math.isnan(value):
+                history.setdefault(milestone, []).append(value)
     return history
+
+
+def _value(value) -> float:
+    """A metric value as the scheduler saw it: a finite number, or NaN where the ledger has none."""
+    return float(value) if isinstance(value, int | float) and math.isfinite(value) else math.nan

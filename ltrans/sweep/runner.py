@@ -217,7 +217,8 @@ def _rung_history(spec: SweepSpec, ledger: results.Ledger) -> dict[float, list[f
     if asha is None:
         return {}
     rungs = Rungs(asha.grace_period, asha.reduction_factor, max_steps(spec), asha.mode)
-    return rung_history(ledger.trials(), ledger.curves(), asha.metric, rungs)
+    # Ray's scheduler (one trial per Tune trial) also saw the final reports; in-pack rungs did not.
+    return rung_history(ledger.trials(), ledger.curves(), asha.metric, rungs, finals=spec.pack <= 1)
 
 
 def _search(spec: SweepSpec, study, ledger: results.Ledger, state: dict, history: dict[float, list[float]]):

@@ -122,8 +122,8 @@ class PackEvents:
         self.last_step[number] = step
         self.pending.append({"kind": "curve", "number": number, **interim_report(step, metrics)})
         if self.rungs is not None:
-            if step != self.step:
-                self.step, self.values, self.stops = step, {}, None
+            if step != self.step or self.stops is not None:  # a new round: another step, or members
+                self.step, self.values, self.stops = step, {}, None  # run after the judged ones at this step
             self.values[number] = float(metrics.get(self.asha["metric"].removeprefix("loss_"), math.nan))
 
     def should_stop(self, number: int, step: int) -> bool:
