@@ -73,6 +73,22 @@ def test_a_members_time_is_its_share_of_the_packs_training_not_the_whole_pack(pa
         assert times == sorted(times) and 0 < times[-1] <= r.wall_s
 
 
+def test_a_member_failing_at_a_step_is_charged_its_share_of_that_step(pair, monkeypatch):
+    # A slow step (a fault injected into the update: 0.1 s) shared by two members; the one whose loss is
+    # inf at step 1 ends before the update, as train_bridge does, but step 1 was still half its time.
+    slow = Pack.adam
+
+    def adam(self):
+        time.sleep(0.1)
+        slow(self)
+
+    monkeypatch.setattr(Pack, "adam", adam)
+    pack = members([{"steps": 3}, {"beta_kl": 1e308, "beta_swd": 1e308}])
+    calm, wild = train_pack(pack, pair.latents_a, pair.latents_b)
+    assert (wild.status, wild.reason) == ("failed", "loss became inf at step 1")
+    assert wild.wall_s >= 0.05 and calm.wall_s >= 0.05 + 2 * 0.1
+
+
 def test_label_subset_members_agree_to_float_rounding(pair):
     # A label subset's rows are encoded in one pass with the batch (rounding differs), see stacked.py.
     pack = members([{"n_sup": 25}, {"n_sup": 7, "balanced_batches": False}, {"n_sup": 40, "lr": 3e-3}])

@@ -17,6 +17,7 @@ training time, as K unpacked runs' times add up to theirs.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -183,10 +184,14 @@ class Pack:
             torch.where(finite, total, torch.zeros_like(total)).sum().backward()
             self.adam()
             self._add(parts, finite)
+            if torch.device(self.device).type == "cuda":
+                torch.cuda.synchronize(self.device)  # the step's kernels are its time, not the next one's
             now = time.perf_counter()  # this step's time (and the last one's bookkeeping), before its points
             share = (now - mark - (self.callback_s - outside)) / len(training)
             for k in training:
                 self.member_s[k] += share
+            for k in failed:  # ended before the update (as train_bridge), but this step was theirs too
+                results[k] = dataclasses.replace(results[k], wall_s=self.member_s[k])
             mark, outside = now, self.callback_s
             due = self._evals(step, results, on_eval, should_stop)
             if step % self.cfg.eval_every == 0:  # every member still here took its point: a new window
