@@ -44,8 +44,11 @@ def time_figure(trials: pd.DataFrame, objective: str, direction: str, colors: di
                         shared_yaxes=True, horizontal_spacing=0.06)
     better = np.fmax.accumulate if direction == "maximize" else np.fmin.accumulate
     for series, g in trials.groupby("series", sort=True):
-        order = ["finished_at", "number"] if "finished_at" in g and g["finished_at"].notna().all() else ["number"]
-        g = g.sort_values(order)
+        g = g.sort_values("number")
+        if "finished_at" in g and g["finished_at"].notna().any():  # a trial without one (an older line, or
+            # one recovered from optuna.db) keeps its place after the trial numbered before it
+            finished = pd.to_numeric(g["finished_at"], errors="coerce").ffill().fillna(-np.inf)
+            g = g.assign(_finished=finished).sort_values("_finished", kind="stable")
         value = pd.to_numeric(g[objective], errors="coerce") if objective in g else pd.Series(np.nan, g.index)
         ok = g[(g["status"] == "ok") & np.isfinite(value)]
         if ok.empty:

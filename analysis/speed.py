@@ -1,7 +1,8 @@
 """The speed claim, measured: what a bridge costs against what its frozen base models cost to train.
 
 Bridge (and Procrustes) times are the trials' ``train_seconds`` in trials.parquet; a packed trial's is
-its share of its pack's training time (``bridge.packed``), and its bar says so. Base-model and
+its share of its pack's training time (``bridge.packed``), and its bar says so; in run folders from before
+that (no ``time_share`` column) it was the whole pack's time, and the bar says that. Base-model and
 classifier times are not in the run folder: they come from the ``record.json`` the model zoo writes
 beside each trained model in the artifact store (``ltrans.models.zoo``), matched by model name and
 base preset. A model that is not in the store is listed as missing, not guessed.
@@ -70,7 +71,9 @@ def bridge_rows(results: Results) -> list[dict]:
             continue
         kind = "bridge" if method == "bridge" else f"{method} fit"
         packed = "pack_size" in g and bool((pd.to_numeric(g["pack_size"], errors="coerce") > 1).any())
-        what = f"{kind}: {series}" + (" (packed: each its share of its pack's time)" if packed else "")
+        shares = "time_share" in g and bool(g["time_share"].fillna(False).astype(bool).all())
+        what = f"{kind}: {series}" + ("" if not packed else " (packed: each its share of its pack's time)"
+                                      if shares else " (packed, run before 2026-12-07: each its whole pack's time)")
         rows.append({"series": series, "what": what, "kind": kind, "seconds": float(s.median()),
                      "low": float(s.min()), "high": float(s.max()), "n": len(s)})
     return rows

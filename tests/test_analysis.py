@@ -154,9 +154,12 @@ def test_speed_compares_stored_base_model_times_with_bridge_times(tmp_path):
     bridge = bars["bridge: mnist_animals"]
     assert (bridge.seconds, bridge.low, bridge.high, bridge.n) == (4.0, 2.0, 9.0, 3)
     assert "animals_vae (base model, tiny)" in missing
-    packed = read_runs([write_run(tmp_path / "packed", [r | {"pack_size": 3} for r in rows])])
+    packed = read_runs([write_run(tmp_path / "packed", [r | {"pack_size": 3, "time_share": True} for r in rows])])
     assert "bridge: mnist_animals (packed: each its share of its pack's time)" in set(
         speed_table(packed, store.root)[0]["what"])
+    older = read_runs([write_run(tmp_path / "older", [r | {"pack_size": 3} for r in rows])])
+    assert "bridge: mnist_animals (packed, run before 2026-12-07: each its whole pack's time)" in set(
+        speed_table(older, store.root)[0]["what"])
     fig = ft.speed_figure(table)
     assert fig.layout.xaxis.type == "log" and sorted(x for t in fig.data for x in t.x) == [4.0, 120.0]
 
@@ -172,6 +175,14 @@ def test_the_time_figure_counts_every_trials_time_in_finishing_order(tmp_path):
     each, best = (next(t for t in fig.data if t.xaxis == axis) for axis in ("x", "x2"))
     assert list(best.x) == pytest.approx([1.5, 1.5 + 102 / 3600]) and list(best.y) == pytest.approx([0.9, 0.9])
     assert sorted(each.x) == [102.0, 1800.0]  # ok trials only, each at its own wall time
+    # A trial with no finished_at (recovered from optuna.db) keeps its place after the one numbered
+    # before it (2); the rest stay in finishing order.
+    rows.append(trial(3, a_to_b=0.95, b_to_a=0.95, train_seconds=1798.0) | {"finished_at": None})
+    results = read_runs([write_run(tmp_path / "run2", rows)])
+    fig = ft.time_figure(results.trials, "transfer_mean", "maximize", fr.palette(["mnist_animals"]))
+    best = next(t for t in fig.data if t.xaxis == "x2")
+    assert list(best.x) == pytest.approx([1.5, 2.0, 2.0 + 102 / 3600])
+    assert list(best.y) == pytest.approx([0.9, 0.95, 0.95])
 
 
 def test_importance_finds_the_setting_that_decides_the_objective(tmp_path):

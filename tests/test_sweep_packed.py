@@ -154,7 +154,8 @@ def test_a_pack_is_k_optuna_trials_each_told_its_own_outcome(tmp_path):
     ledger = Ledger(tmp_path).trials()
     assert [ledger[n]["status"] for n in numbers] == ["ok", "pruned", "failed"]
     assert ledger[numbers[2]]["reason"] == "loss became nan at step 7"
-    assert all(ledger[n]["tune_trial_id"] == "t0" and ledger[n]["metrics"]["pack_size"] == 3 for n in numbers)
+    assert all(ledger[n]["tune_trial_id"] == "t0" and ledger[n]["metrics"]["pack_size"] == 3
+               and ledger[n]["metrics"]["time_share"] is True for n in numbers)
     assert ledger[numbers[0]]["wall_s"] == 1.5 and searcher.finished == 3 and searcher.remaining == 3
 
 

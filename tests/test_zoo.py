@@ -20,6 +20,8 @@ def test_a_corrupted_record_is_one_error_naming_the_fix(store, tmp_path):
     zoo.classifier("digits8", store=store, preset="tiny")  # the session's, trained once for every test
     record = zoo.is_trained("digits8", store=store, preset="tiny", kind="classifier")
     assert record["info"]["test_accuracy"] > 0.5  # read back, and a trained classifier (chance 0.1)
+    # how it was timed, for the speed comparisons (bridge_vs_base warns when a bridge is timed otherwise)
+    assert record["device"] == "cpu" and isinstance(record["threads"], int) and record["threads"] >= 1
     name = f"digits8-{record['key'][:12]}"
     shutil.copytree(store.root / "classifier" / name, tmp_path / "classifier" / name)  # damage a copy
     path = tmp_path / "classifier" / name / "record.json"

@@ -73,7 +73,7 @@ def _train_into(directory: Path, spec, config, split, *, seed: int, device: str,
     seconds = time.perf_counter() - start
     torch.save({k: v.detach().cpu() for k, v in module.state_dict().items()}, directory / "model.pt")
     record = {**header, "config": dataclasses.asdict(config), "info": info, "train_seconds": seconds,
-              "device": device, "torch": torch.__version__}
+              "device": device, "threads": torch.get_num_threads(), "torch": torch.__version__}
     atomic_write_json(directory / "record.json", record)
 
 

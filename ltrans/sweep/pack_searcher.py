@@ -99,7 +99,8 @@ class PackSearcher(OptunaSearcher):
         if live is None:
             return  # finished already: a retried pack trains it again, its first word stands
         metrics = {k: v for k, v in row.items() if k not in _TUNE_KEYS and not k.startswith("config/")}
-        metrics["pack_size"] = len(self.packs.get(trial_id, ()))
+        # train_seconds is the member's share of the pack's time (older run folders: the pack's whole time)
+        metrics |= {"pack_size": len(self.packs.get(trial_id, ())), "time_share": True}
         self._finish(number, trial_id, row.get("status", "failed"), row.get("reason", ""), metrics, live.config,
                      live.pair, live.seed, live.content_key,
                      {"time_total_s": row.get("trial_seconds"), "node_ip": result.get("node_ip")})
