@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 
 import pytest
+import torch
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -25,3 +26,13 @@ def store(_session_cache):
     from ltrans.artifacts import Store
 
     return Store(_session_cache)
+
+
+@pytest.fixture
+def one_thread():
+    """Train on one torch thread (the machine is shared, and a result is then the same whatever the
+    core count), then restore the count for later tests."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import math
 
-import pytest
 import torch
 
 from ltrans.bridge.config import BridgeConfig
@@ -19,15 +18,6 @@ from ltrans.latents import Latents
 TOY = BridgeConfig(shared_dim=4, n_layers=2, width=64, batch_size=128, n_projections=16, beta_cls=1.0,
                    lr=3e-3, steps=800, eval_every=200)
 TINY = BridgeConfig(shared_dim=2, n_layers=1, width=16, batch_size=32, n_projections=4, steps=20, eval_every=5)
-
-
-@pytest.fixture
-def one_thread():
-    """Train on one thread (the machine is shared; results are then the same on every machine)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def transfers(pair, model: Bridge) -> tuple[float, float]:

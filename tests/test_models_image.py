@@ -186,15 +186,6 @@ def test_generator_loss_falls_as_the_critic_calls_fakes_more_real(loss):
     assert bool((values.diff() < 0).all())
 
 
-@pytest.fixture
-def one_thread():
-    """Train on one torch thread (the machine is shared), then restore the count for later tests."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def test_short_gan_training_moves_samples_towards_the_data(splits, one_thread):
     # 200 steps (~3 s): the mean sample image approaches the mean digit. Measured RMS distance from the
     # held-out mean digit, seeds 0-2: 0.14-0.23 trained against 0.45-0.47 for the untrained generator.
