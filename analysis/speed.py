@@ -70,13 +70,20 @@ def bridge_rows(results: Results) -> list[dict]:
         if s.empty:
             continue
         kind = "bridge" if method == "bridge" else f"{method} fit"
-        packed = "pack_size" in g and bool((pd.to_numeric(g["pack_size"], errors="coerce") > 1).any())
-        shares = "time_share" in g and bool(g["time_share"].fillna(False).astype(bool).all())
-        what = f"{kind}: {series}" + ("" if not packed else " (packed: each its share of its pack's time)"
-                                      if shares else " (packed, run before 2026-12-07: each its whole pack's time)")
+        what = f"{kind}: {series}{_packing_note(g)}"
         rows.append({"series": series, "what": what, "kind": kind, "seconds": float(s.median()),
                      "low": float(s.min()), "high": float(s.max()), "n": len(s)})
     return rows
+
+
+def _packing_note(trials: pd.DataFrame) -> str:
+    """What a packed series' seconds are: each member's share of its pack's time, or (run folders from
+    before ``time_share`` was recorded) each member's whole pack's time; "" for unpacked trials."""
+    if "pack_size" not in trials or not (pd.to_numeric(trials["pack_size"], errors="coerce") > 1).any():
+        return ""
+    if "time_share" in trials and trials["time_share"].fillna(False).astype(bool).all():
+        return " (packed: each its share of its pack's time)"
+    return " (packed, run before 2026-12-07: each its whole pack's time)"
 
 
 def speed_table(results: Results, store_root: Path | None) -> tuple[pd.DataFrame, list[str]]:

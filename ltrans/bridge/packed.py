@@ -77,7 +77,6 @@ class Pack:
             self.models.append(Bridge(latents_a.dim, latents_b.dim, m.cfg, generator=gen).to(device))
             cpu = torch.device(device).type == "cpu"
             self.gens.append(gen if cpu else torch.Generator(device).manual_seed(_draw_seed(gen)))
-        self.member_s = [0.0] * len(self.members)  # each member's share of the pack's training seconds
         self.runs = [_Run(model, m.cfg, self.start, clock=lambda k=k: self.member_s[k])
                      for k, (model, m) in enumerate(zip(self.models, self.members))]
         self.bad_latents = _non_finite(latents_a, latents_b)
@@ -95,8 +94,9 @@ class Pack:
         self.adam_steps = 0
         self.window: dict[str, Tensor] = {}
         self.window_count = 0
-        setup = time.perf_counter() - self.start
+        setup = time.perf_counter() - self.start  # each member's share of the pack's training seconds (its clock)
         self.member_s = [setup / len(self.members)] * len(self.members)
+        self.cuda = torch.device(device).type == "cuda"
         self.callback_s = 0.0  # seconds spent in run()'s callbacks
 
     def bridge(self, k: int) -> Bridge:
@@ -184,7 +184,7 @@ class Pack:
             torch.where(finite, total, torch.zeros_like(total)).sum().backward()
             self.adam()
             self._add(parts, finite)
-            if torch.device(self.device).type == "cuda":
+            if self.cuda:
                 torch.cuda.synchronize(self.device)  # the step's kernels are its time, not the next one's
             now = time.perf_counter()  # this step's time (and the last one's bookkeeping), before its points
             share = (now - mark - (self.callback_s - outside)) / len(training)
