@@ -248,15 +248,16 @@ class Store:
         """Each entry with its problems joined by '; ', or None when it verifies."""
         return [(e, "; ".join(self._problems(e.path)) or None) for e in self.entries()]
 
-    def remove(self, key_or_digest_prefix: ArtifactKey | str) -> Path | None:
-        """Delete one artifact, by key or by a prefix of its digest; the removed path, None if no match."""
+    def remove(self, key_or_digest_prefix: ArtifactKey | str, kind: str | None = None) -> Path | None:
+        """Delete one artifact, by key or by a prefix of its digest (of that kind only, when given);
+        the removed path, None if no match."""
         if isinstance(key_or_digest_prefix, ArtifactKey):
             matches = [self.path(key_or_digest_prefix)] if self.path(key_or_digest_prefix).exists() else []
         else:
             prefix = key_or_digest_prefix.strip().lower()
             if not prefix:
                 raise UserError("an empty key prefix would match every artifact; use `ltrans cache clear`")
-            matches = [e.path for e in self.entries() if e.digest.startswith(prefix)]
+            matches = [e.path for e in self.entries() if e.digest.startswith(prefix) and kind in (None, e.kind)]
         if len(matches) > 1:
             names = ", ".join(f"{p.parent.name}/{p.name}" for p in matches)
             raise UserError(f"key prefix {key_or_digest_prefix!r} matches {len(matches)} artifacts "

@@ -20,6 +20,16 @@ def human_size(n: float) -> str:
     raise AssertionError("unreachable")
 
 
+def _existing_store(ctx: click.Context):
+    """The store of --cache-dir; UserError, without creating it, if that folder does not exist (a mistyped
+    path would otherwise list 0 artifacts)."""
+    store = _store(ctx)
+    if not store.root.is_dir():
+        raise UserError(f"cache dir {store.root} does not exist; check --cache-dir or $LTRANS_CACHE "
+                        "(ltrans creates it when it first caches something)")
+    return store
+
+
 @cli.group()
 def cache() -> None:
     """The artifact cache (trained base models, latents, synthesised data)."""
@@ -30,7 +40,7 @@ def cache() -> None:
 @click.pass_context
 def cache_ls(ctx: click.Context, fmt: str) -> None:
     """Every cached artifact: kind, name, key, size, creation time."""
-    store = _store(ctx)
+    store = _existing_store(ctx)
     rows = [{"kind": e.kind, "name": e.name, "key": e.digest[:12], "size": human_size(e.size_bytes),
              "size_bytes": e.size_bytes, "created": e.created, "path": str(e.path)}
             for e in store.entries()]
@@ -44,7 +54,7 @@ def cache_ls(ctx: click.Context, fmt: str) -> None:
 @click.pass_context
 def cache_verify(ctx: click.Context, fix: bool) -> None:
     """Re-hash every cached file against its manifest; exit 1 if any is corrupted."""
-    store = _store(ctx)
+    store = _existing_store(ctx)
     results = store.verify_all()
     bad = [(e, problem) for e, problem in results if problem]
     for entry, problem in bad:
@@ -65,11 +75,15 @@ def cache_verify(ctx: click.Context, fix: bool) -> None:
 @click.pass_context
 def cache_clear(ctx: click.Context, kind: str | None, key: str | None, yes: bool) -> None:
     """Remove cached artifacts (all of them unless --kind or --key narrows it)."""
-    store = _store(ctx)
-    if key:
-        removed = store.remove(key)
+    store = _existing_store(ctx)
+    if key is not None:  # an empty --key must not fall through to "clear everything"
+        if not key.strip():
+            raise UserError("--key is empty; give the first characters of an artifact's key (`ltrans cache ls` "
+                            "shows them), or leave out --key to clear by --kind")
+        removed = store.remove(key, kind=kind)
         if not removed:
-            raise UserError(f"no cached artifact has a key starting with {key!r}; see `ltrans cache ls`")
+            what = f"cached {kind} artifact" if kind else "cached artifact"
+            raise UserError(f"no {what} has a key starting with {key!r}; see `ltrans cache ls`")
         click.echo(f"removed {removed}")
         return
     what = f"all {kind} artifacts" if kind else "every artifact"

@@ -284,3 +284,14 @@ def test_default_root_honours_ltrans_cache_and_home(monkeypatch, tmp_path):
     assert default_root() == tmp_path / "home" / "elsewhere"
     monkeypatch.delenv("LTRANS_CACHE")
     assert default_root() == tmp_path / "home" / ".cache" / "ltrans"
+
+
+def test_remove_by_prefix_and_kind_matches_only_that_kind(tmp_path):
+    store = Store(tmp_path)
+    keys = {kind: make_key(kind, "x") for kind in ("latents", "classifier")}
+    for key in keys.values():
+        store.get_or_create(key, lambda d: (d / "x").write_text("x"))
+    assert store.remove(keys["classifier"].digest[:8], kind="latents") is None
+    assert store.exists(keys["classifier"]) and store.exists(keys["latents"])
+    assert store.remove(keys["classifier"].digest[:8], kind="classifier") == store.path(keys["classifier"])
+    assert not store.exists(keys["classifier"]) and store.exists(keys["latents"])
