@@ -8,6 +8,7 @@ Configs themselves live beside what they configure (``ltrans.bridge.config.Bridg
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Iterable, Mapping
 from typing import Any, TypeVar
 
@@ -70,12 +71,18 @@ def _override_one(cfg: T, key: str, value: Any, root: object, full_key: str) -> 
 
 
 def coerce(value: Any, like: Any, key: str = "value") -> Any:
-    """``value`` converted to the type of ``like`` (bool, int, float, str, tuple), strictly."""
+    """``value`` converted to the type of ``like`` (bool, int, float, str, tuple), strictly.
+
+    None (an empty string, or "null") is kept only where ``like`` is None: an optional setting."""
     if isinstance(value, str) and not isinstance(like, str):
         value = yaml.safe_load(value) if value.strip() else None
-    if like is None or value is None:
+    if like is None:
         return value
     kind = type(like)
+    if value is None:
+        raise ConfigError(f"{key!r} needs a value ({_a(kind)}, like {like!r})")
+    if kind is float and isinstance(value, str):  # YAML 1.1 reads 1e-3 (no dot) as a string
+        value = _finite_float(value)
     ok = (
         (kind is bool and isinstance(value, bool))
         or (kind is int and isinstance(value, int) and not isinstance(value, bool))
@@ -84,8 +91,22 @@ def coerce(value: Any, like: Any, key: str = "value") -> Any:
         or (kind in (tuple, list) and isinstance(value, (list, tuple)))
     )
     if not ok:
-        raise ConfigError(f"{key!r} takes a {kind.__name__} (like {like!r}); got {value!r}")
+        raise ConfigError(f"{key!r} takes {_a(kind)} (like {like!r}); got {value!r}")
     return kind(value)
+
+
+def _a(kind: type) -> str:
+    """'an int', 'a float': the type's name with its article."""
+    return f"{'an' if kind.__name__[0] in 'aeiou' else 'a'} {kind.__name__}"
+
+
+def _finite_float(text: str) -> float | str:
+    """``text`` as a finite float, or unchanged (so that the type check names it) when it is not one."""
+    try:
+        number = float(text)
+    except ValueError:
+        return text
+    return number if math.isfinite(number) else text
 
 
 def parse_sets(items: Iterable[str]) -> dict[str, str]:

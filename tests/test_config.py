@@ -15,6 +15,7 @@ class Inner:
     shared_dim: int = 8
     balanced: bool = True
     widths: tuple = (512, 512)
+    limit: int | None = None  # an optional setting: None means "no limit"
 
     def __post_init__(self) -> None:
         if self.shared_dim < 1:
@@ -60,6 +61,43 @@ def test_unknown_key_lists_every_valid_key():
 def test_wrong_type_is_refused(key, value):
     with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
         override(Outer(), {key: value})
+
+
+@pytest.mark.parametrize("value", ["", "null", "~", None])
+def test_a_missing_value_is_refused_where_the_setting_has_one(value):
+    # None used to reach __post_init__ and fail there with a TypeError ('>' between NoneType and int).
+    for key, needs in (("bridge.beta_swd", "a float, like 1.0"), ("bridge.shared_dim", "an int, like 8")):
+        with pytest.raises(ConfigError) as err:
+            override(Outer(), {key: value})
+        assert str(err.value) == f"{key!r} needs a value ({needs})"
+
+
+@pytest.mark.parametrize("value", ["", "null", None])
+def test_an_optional_setting_still_takes_none(value):
+    assert override(Outer(), {"bridge.limit": value}).bridge.limit is None
+    assert override(Outer(), parse_sets(["bridge.limit=5"])).bridge.limit == 5
+
+
+@pytest.mark.parametrize("text, number", [("1e-3", 1e-3), ("2E+1", 20.0), ("1.5e2", 150.0), ("-3e0", -3.0)])
+def test_exponent_notation_sets_a_float_field(text, number):
+    # YAML 1.1 reads 1e-3 (no dot) as a string; a float setting takes it as the number it spells.
+    new = override(Outer(), parse_sets([f"bridge.beta_swd={text}"]))
+    assert new.bridge.beta_swd == number and isinstance(new.bridge.beta_swd, float)
+    assert override(Outer(), {"bridge.beta_swd": text}).bridge.beta_swd == number  # a sweep's `fixed:`
+
+
+@pytest.mark.parametrize("key, text", [("bridge.beta_swd", "nan"), ("bridge.beta_swd", "1e400"),
+                                       ("bridge.beta_swd", "1e-3x"), ("bridge.shared_dim", "1e1")])
+def test_non_finite_or_non_numeric_text_and_exponents_for_ints_are_refused(key, text):
+    with pytest.raises(ConfigError, match=f"takes an? (float|int) .*got '{text}'"):
+        override(Outer(), {key: text})
+
+
+def test_type_errors_use_the_right_article():
+    with pytest.raises(ConfigError, match=r"^'bridge\.shared_dim' takes an int \(like 8\); got 2\.5$"):
+        override(Outer(), {"bridge.shared_dim": "2.5"})
+    with pytest.raises(ConfigError, match=r"^'bridge\.beta_swd' takes a float \(like 1\.0\); got True$"):
+        override(Outer(), {"bridge.beta_swd": "true"})
 
 
 def test_validation_runs_again_on_override():
