@@ -25,6 +25,10 @@ from ltrans.metrics.transfer import Side, evaluate
 from ltrans.pairs import PAIRS
 
 METHODS = ("bridge", "procrustes")
+PROCRUSTES = ("orthogonal", "lstsq")  # ltrans.bridge.procrustes.fit_procrustes's methods
+# A trial seed seeds torch generators (which take 64 bits); 32 bits is numpy's and Optuna's range too,
+# so a seed stays valid wherever it is handed on. A sweep file's `seeds:` takes the same range.
+MAX_SEED = 2**32 - 1
 
 
 @dataclass(frozen=True)
@@ -42,11 +46,27 @@ class TrialConfig:
     def __post_init__(self) -> None:
         if self.method not in METHODS:
             raise ValueError(f"method must be one of {METHODS}, got {self.method!r}")
+        if self.procrustes not in PROCRUSTES:  # whatever the method: a typo is refused, not hashed
+            raise ValueError(f"procrustes must be one of {PROCRUSTES}, got {self.procrustes!r}")
+        if not 0 <= self.seed <= MAX_SEED:
+            raise ValueError(f"seed must be between 0 and {MAX_SEED} (2**32 - 1), got {self.seed}")
         if self.n_eval < 10:
             raise ValueError(f"n_eval must be >= 10, got {self.n_eval}")
         if self.base not in ("full", "tiny"):
             raise ValueError(f"base must be 'full' or 'tiny', got {self.base!r}")
-        PAIRS[self.pair]  # unknown pair -> UserError listing the known ones
+        classes = pair_classes(self.pair)  # unknown pair -> UserError listing the known ones
+        if self.bridge.n_classes != classes:  # fewer fails every trial on labels >= n_classes
+            raise ValueError(f"bridge.n_classes must be {classes}, the class count of pair {self.pair}'s "
+                             f"domains; leave it unset (it follows the pair)")
+
+
+def pair_classes(pair: str) -> int:
+    """How many classes the domains of ``pair`` have (the bridge's classifier predicts that many)."""
+    from ltrans.data import DATASETS
+    from ltrans.models import BASE_MODELS  # the package import fills the registry
+
+    record = PAIRS[pair]
+    return max(DATASETS[BASE_MODELS[name].domain].n_classes for name in (record.a, record.b))
 
 
 @dataclass(frozen=True)

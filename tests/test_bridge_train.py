@@ -5,8 +5,10 @@ from __future__ import annotations
 import dataclasses
 import math
 
+import pytest
 import torch
 
+from ltrans import faults
 from ltrans.bridge.config import BridgeConfig
 from ltrans.bridge.model import Bridge
 from ltrans.bridge.toy import toy_pair, transfer_accuracy
@@ -131,3 +133,15 @@ def test_nan_latents_end_as_failed_with_a_reason():
     bad = Latents(mu, pair.latents_a.std, pair.latents_a.y)
     result = train_bridge(TINY, bad, pair.latents_b, seed=0)
     assert result.status == "failed" and "latents_a.mu" in result.reason and result.steps == 0
+
+
+def test_the_injected_fault_raises_only_for_the_matching_config(monkeypatch):
+    # LTRANS_TESTING_RAISE is how the sweep tests make a trial raise (ltrans.faults).
+    pair = toy_pair(n_per_class=20, dim=5, rotation_seed=0, noise=0.3, seed=0)
+    monkeypatch.setenv(faults.ENV, "bridge.beta_cls=0.07")
+    with pytest.raises(faults.InjectedFault, match="beta_cls=0.07 at step 1"):
+        train_bridge(dataclasses.replace(TINY, beta_cls=0.07), pair.latents_a, pair.latents_b, seed=0)
+    assert train_bridge(TINY, pair.latents_a, pair.latents_b, seed=0).status == "ok"
+    monkeypatch.delenv(faults.ENV)
+    assert train_bridge(dataclasses.replace(TINY, beta_cls=0.07), pair.latents_a, pair.latents_b,
+                        seed=0).status == "ok"

@@ -8,6 +8,7 @@ import time
 import pytest
 import torch
 
+from ltrans import faults
 from ltrans.bridge.config import BridgeConfig
 from ltrans.bridge.packed import Member, Pack, train_pack
 from ltrans.bridge.toy import toy_pair
@@ -173,3 +174,11 @@ def test_a_pack_trains_on_cuda_like_on_the_cpu(pair):
         want = train_bridge(m.cfg, pair.latents_a, pair.latents_b, seed=m.seed, device="cuda")
         assert got.status == "ok" and next(got.model.parameters()).device.type == "cuda"
         assert got.losses == pytest.approx(want.losses, rel=1e-3)
+
+
+def test_an_injected_fault_in_one_member_raises_out_of_the_pack(pair, monkeypatch):
+    # The sweep then re-runs the pack's members one at a time (tests/test_sweep_packed_run.py).
+    monkeypatch.setenv(faults.ENV, "bridge.lr=0.003")
+    with pytest.raises(faults.InjectedFault):
+        Pack(members([{}, {"lr": 3e-3}]), pair.latents_a, pair.latents_b).run()
+    assert all(r.status == "ok" for r in Pack(members([{}, {"lr": 5e-4}]), pair.latents_a, pair.latents_b).run())

@@ -5,12 +5,16 @@ from __future__ import annotations
 import dataclasses
 import math
 
+import numpy as np
 import pytest
+import torch
 
 from ltrans.config import override
+from ltrans.errors import UserError
 from ltrans.latents import GAN_SELECTION
-from ltrans.pipeline import load_pair, run_trial
-from ltrans.presets import smoke
+from ltrans.pairs import PAIRS
+from ltrans.pipeline import MAX_SEED, load_pair, pair_classes, run_trial
+from ltrans.presets import PRESETS, smoke
 
 
 @pytest.fixture(scope="module")
@@ -99,3 +103,36 @@ def test_non_finite_latents_end_the_trial_failed_naming_them(pair, method, side,
 def test_config_for_another_pair_is_refused(pair):
     with pytest.raises(ValueError, match="pair"):
         run_trial(dataclasses.replace(smoke("mnist_mnist"), pair="mnist_animals"), pair)
+
+
+REFUSED = [  # settings that passed validation and then failed every trial, or ran with a typo kept
+    ({"bridge.n_classes": 5}, "bridge.n_classes must be 10, the class count of pair mnist_mnist's domains"),
+    ({"bridge.n_classes": 11}, "bridge.n_classes must be 10"),
+    ({"procrustes": "foo"}, "procrustes must be one of ('orthogonal', 'lstsq'), got 'foo'"),
+    ({"method": "procrustes", "procrustes": "foo"}, "procrustes must be one of"),
+    ({"seed": -1}, "seed must be between 0 and 4294967295"),
+    ({"seed": MAX_SEED + 1}, "seed must be between 0 and 4294967295"),
+    ({"seed": 99999999999999999999}, "got 99999999999999999999"),
+]
+
+
+@pytest.mark.parametrize("changes, words", REFUSED)
+def test_settings_no_trial_can_run_are_refused_by_the_config(changes, words):
+    with pytest.raises(UserError) as err:
+        override(smoke("mnist_mnist"), changes)
+    assert words in str(err.value) and "\n" not in str(err.value)
+
+
+def test_the_seed_range_is_what_every_seeded_generator_takes():
+    cfg = override(smoke("mnist_mnist"), {"seed": MAX_SEED, "procrustes": "lstsq"})
+    assert (cfg.seed, cfg.procrustes) == (MAX_SEED, "lstsq")
+    torch.Generator().manual_seed(MAX_SEED)
+    np.random.RandomState(MAX_SEED)  # numpy's legacy seeding, the narrowest: 32 bits
+    with pytest.raises(ValueError):
+        np.random.RandomState(MAX_SEED + 1)
+
+
+@pytest.mark.parametrize("preset", PRESETS.names())
+@pytest.mark.parametrize("pair", PAIRS.names())
+def test_every_preset_gives_the_bridge_its_pairs_class_count(preset, pair):
+    assert PRESETS[preset](pair).bridge.n_classes == pair_classes(pair) == 10

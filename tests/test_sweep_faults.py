@@ -20,6 +20,8 @@ import pandas as pd
 import pytest
 import yaml
 
+from ltrans import faults
+
 ROOT = Path(__file__).resolve().parents[1]
 CLI = "import ltrans.cli_sweep; from ltrans.cli import main; main()"
 STATE = {"ok": "COMPLETE", "pruned": "PRUNED", "failed": "FAIL"}
@@ -36,8 +38,8 @@ def sweep_file(tmp_path: Path, name: str, **changes) -> Path:
     return path
 
 
-def start_cli(*args: str) -> subprocess.Popen:
-    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "LTRANS_RAY_CPUS": "2"}
+def start_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen:
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "LTRANS_RAY_CPUS": "2", **(env or {})}
     return subprocess.Popen([sys.executable, "-c", CLI, "sweep", *args], stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, env=env, cwd=ROOT, start_new_session=True)
 
@@ -145,7 +147,7 @@ def test_sigint_leaves_a_resumable_folder_and_says_how_to_resume(tmp_path, _sess
     code, out = finish(proc, timeout=120)
     kill_group(proc)
     assert code == 130, out
-    assert f"ltrans sweep resume {run}" in out
+    assert f"ltrans sweep resume {run}" in out and "Tuner.restore" not in out  # one way to resume, ours
     partial = pd.read_parquet(run / "trials.parquet")
     assert 1 <= len(partial) < 4
     code, out = finish(start_cli("resume", str(run)))
@@ -153,23 +155,24 @@ def test_sigint_leaves_a_resumable_folder_and_says_how_to_resume(tmp_path, _sess
     assert_consistent(run, "interrupted", 4)
 
 
-FAULTY_SPACE = {"bridge.n_classes": {"type": "categorical", "choices": [10, 2]},
+FAULTY_SPACE = {"bridge.beta_cls": {"type": "categorical", "choices": [0.05, 0.07]},
                 "bridge.lr": {"type": "categorical", "choices": [1.0e-3, 1.0e8]}}
+RAISE = {faults.ENV: "bridge.beta_cls=0.07"}  # a config that fails every trial is refused when a sweep is read
 
 
 def run_faulty_grid(tmp_path: Path, **changes) -> pd.DataFrame:
-    """Run the 2 x 2 grid where n_classes 2 makes the classifier loss raise on labels 2..9 and lr 1e8 makes
-    the loss NaN; check that each trial ended as it must; return trials indexed by (n_classes, lr)."""
+    """Run the 2 x 2 grid where beta_cls 0.07 raises (an injected fault, in Ray's workers) and lr 1e8 makes
+    the loss NaN; check that each trial ended as it must; return trials indexed by (beta_cls, lr)."""
     path = sweep_file(tmp_path, "faulty", sampler="grid", budget=None, space=FAULTY_SPACE, **changes)
-    code, out = finish(start_cli("run", str(path), "--out", str(tmp_path / "run")))
+    code, out = finish(start_cli("run", str(path), "--out", str(tmp_path / "run"), env=RAISE))
     assert code == 0, out
-    trials = assert_consistent(tmp_path / "run", "faulty", 4).set_index(["config/bridge.n_classes", "config/bridge.lr"])
-    assert trials.loc[(10, 1.0e-3), "status"] == "ok"
-    assert trials.loc[(10, 1.0e8), "status"] == "failed"
-    assert "loss became nan" in trials.loc[(10, 1.0e8), "reason"]
+    trials = assert_consistent(tmp_path / "run", "faulty", 4).set_index(["config/bridge.beta_cls", "config/bridge.lr"])
+    assert trials.loc[(0.05, 1.0e-3), "status"] == "ok"
+    assert trials.loc[(0.05, 1.0e8), "status"] == "failed"
+    assert "loss became nan" in trials.loc[(0.05, 1.0e8), "reason"]
     for lr in (1.0e-3, 1.0e8):
-        assert trials.loc[(2, lr), "status"] == "failed"
-        assert trials.loc[(2, lr), "reason"].startswith("IndexError")
+        assert trials.loc[(0.07, lr), "status"] == "failed"
+        assert trials.loc[(0.07, lr), "reason"].startswith("InjectedFault")
     return trials
 
 
@@ -246,3 +249,76 @@ def test_losing_a_worker_node_mid_sweep_retries_its_trial_and_loses_nothing(tmp_
     # gives up early and the driver runs it again as attempt-2; either way it finished ok, and said which.
     again = [line for line in lines if "runs again" in line]
     assert len(again) == len(list((run / "tune").glob("attempt-2"))), lines
+
+
+def tree(folder: Path) -> dict[str, bytes | None]:
+    """Every path under folder with its bytes (None for a folder): equal trees mean nothing was written."""
+    return {str(p.relative_to(folder)): None if p.is_dir() else p.read_bytes() for p in sorted(folder.rglob("*"))}
+
+
+def run_with_one_trial(tmp_path: Path) -> Path:
+    from ltrans.sweep.results import Ledger
+    from ltrans.sweep.runner import create_run
+
+    run = create_run(sweep_file(tmp_path, "damaged"), tmp_path / "run", smoke=False, argv=["test"])
+    Ledger(run).record_trial({"number": 0, "status": "ok", "tune_trial_id": "t0", "content_key": "k0",
+                              "metrics": {"transfer_mean": 0.7}, "config": {"bridge.beta_swd": 1.0}})
+    return run
+
+
+@pytest.mark.parametrize(("damage", "problem"), [
+    (b"{bad", "is not valid JSON (Expecting property name"), (b"\xff\xfe", "is not valid JSON ('utf-8' codec"),
+    (b"[1]", "holds a JSON list, not an object"),
+    (b'{"attempts": 1}', "lacks a string code_version or a whole number of attempts")])
+def test_a_damaged_state_json_is_one_error_saying_how_to_write_it_again(tmp_path, damage, problem):
+    from click.testing import CliRunner
+
+    from ltrans.cli import cli
+
+    run = run_with_one_trial(tmp_path)
+    (run / "tune" / "attempt-2").mkdir(parents=True)
+    code_version = json.loads((run / "provenance.json").read_text())["code_version"]
+    (run / "state.json").write_bytes(damage)
+    before = tree(run)
+    for command in ("status", "trials", "best", "resume"):
+        result = CliRunner().invoke(cli, ["sweep", command, str(run)], obj={})
+        assert result.exit_code == 2 and "Traceback" not in result.output, result.output
+        assert result.output.startswith(f"error: {run / 'state.json'} {problem}") and result.output.count("\n") == 1
+        assert f"safe in {run / 'ledger'}" in result.output
+        assert json.dumps({"code_version": code_version, "attempts": 2}) in result.output  # what to write back
+    assert tree(run) == before
+
+
+@pytest.mark.parametrize(("db", "says"), [
+    ("text", "unreadable (file is not a database)"), ("empty", "unreadable (empty file)"),
+    ("other", "unreadable (it holds no study named 'damaged')"), (None, "not created yet")])
+def test_status_reads_the_ledger_whatever_state_optuna_db_is_in(tmp_path, db, says):
+    from click.testing import CliRunner
+
+    from ltrans.cli import cli
+
+    run = run_with_one_trial(tmp_path)
+    if db == "other":
+        optuna.create_study(study_name="other", storage=f"sqlite:///{run}/optuna.db")
+    elif db is not None:
+        (run / "optuna.db").write_text("hello\n" if db == "text" else "")
+    before = tree(run)
+    result = CliRunner().invoke(cli, ["sweep", "status", str(run)], obj={})
+    assert result.exit_code == 0 and "finished 1/4: ok 1" in result.output, result.output
+    assert f"  optuna.db: {says}" in result.output and "best: trial #0 transfer_mean=0.7" in result.output
+    assert tree(run) == before  # opened read-only: a damaged or empty optuna.db is not rewritten
+
+
+def test_the_read_commands_write_nothing_into_the_run_folder(tmp_path):
+    from click.testing import CliRunner
+
+    from ltrans.cli import cli
+
+    run = run_with_one_trial(tmp_path)
+    (run / "ledger" / "trials.jsonl").unlink()
+    (run / "ledger").rmdir()  # e.g. a copy of the folder without its ledger
+    before = tree(run)
+    for command in ("status", "trials", "best"):
+        result = CliRunner().invoke(cli, ["sweep", command, str(run)], obj={})
+        assert result.exit_code in (0, 1) and "Traceback" not in result.output, result.output  # best: none ok yet
+    assert tree(run) == before and not (run / "ledger").exists()

@@ -89,6 +89,12 @@ BAD = [  # (change to the good document, words the message must contain)
     ({"sampler_seed": 1.5}, ["sampler_seed", "integer"]),
     ({"fixed": {"bridge.beta_swd": 1.0}}, ["fixed.bridge.beta_swd", "space", "both"]),
     ({"smoke": "no"}, ["smoke", "true or false", "no"]),
+    ({"seeds": [0, 2**32]}, ["seeds[1]", "<= 4294967295"]),
+    ({"fixed": {"bridge.n_classes": 5}}, ["fixed", "bridge.n_classes must be 10"]),
+    ({"space": {"bridge.n_classes": {"type": "categorical", "choices": [10, 2]}}},
+     ["space.bridge.n_classes", "bridge.n_classes must be 10"]),
+    ({"fixed": {"procrustes": "foo"}}, ["fixed", "procrustes", "'orthogonal', 'lstsq'", "'foo'"]),
+    ({"fixed": {"bridge.lr": None}}, ["fixed", "'bridge.lr' needs a value (a float, like 0.001)"]),
 ]
 
 
@@ -102,6 +108,27 @@ def test_each_mistake_is_one_error_naming_file_key_and_choices(tmp_path, change,
     assert "\n" not in message and message.startswith(f"{path}: ")
     for word in words:
         assert word in message, (word, message)
+
+
+@pytest.mark.parametrize("text, problem", [("", "the file is empty"), ("# only a comment\n", "the file is empty"),
+                                           ("- name: t\n", "the file holds a list"),
+                                           ("demo\n", "the file holds only 'demo'")])
+def test_a_file_that_is_not_a_mapping_says_what_it_holds(tmp_path, text, problem):
+    path = tmp_path / "s.yaml"
+    path.write_text(text)
+    with pytest.raises(UserError) as info:
+        load_spec(path)
+    message = str(info.value)
+    assert message.startswith(f"{path}: {problem}; a sweep file is a mapping with keys name, pairs")
+    assert ": :" not in message and "None" not in message
+
+
+def test_fixed_takes_a_float_in_exponent_notation(tmp_path):
+    # YAML 1.1 reads 1e-3 (no dot) as a string; `space:` bounds took it already, `fixed:` now does too.
+    path = tmp_path / "s.yaml"
+    path.write_text(yaml.safe_dump(good()) + "fixed:\n  bridge.lr: 1e-3\n")
+    cfg = resolve(load_spec(path), {"bridge.beta_swd": 1.0}, "mnist_mnist", 0)
+    assert cfg.bridge.lr == 0.001 and isinstance(cfg.bridge.lr, float)
 
 
 def test_missing_file_and_bad_yaml(tmp_path):

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from ltrans import faults
 from ltrans.bridge.config import BridgeConfig
 from ltrans.bridge.model import Bridge
 from ltrans.bridge.stacked import stack_inputs, stacked_loss, swd_directions
@@ -173,6 +174,8 @@ class Pack:
         while self.active:
             step += 1
             training = list(self.active)
+            for k in training:
+                faults.check(self.members[k].cfg, step)
             total, parts = self.losses(*self.draw())
             finite = torch.isfinite(total)
             failed = set()

@@ -19,6 +19,7 @@ import torch
 from torch import Tensor
 from tqdm import tqdm
 
+from ltrans import faults
 from ltrans.bridge.config import BridgeConfig
 from ltrans.bridge.losses import BridgeBatch, bridge_loss
 from ltrans.bridge.model import Bridge
@@ -262,6 +263,7 @@ def _train(cfg: BridgeConfig, latents_a: Latents, latents_b: Latents, seed: int,
     opt = torch.optim.Adam(params, lr=cfg.lr)
     model.train()
     for step in range(1, cfg.steps + 1):
+        faults.check(cfg, step)
         draws = draw_step(dom, cfg, step_gen)
         loss, parts = bridge_loss(_forward(model, draws, cfg), cfg, step_gen, model.classify)
         if not bool(torch.isfinite(loss)):

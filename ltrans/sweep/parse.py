@@ -51,6 +51,9 @@ def load_spec(path: Path | str, smoke: bool = False) -> SweepSpec:
     return smoke_version(spec) if smoke and not spec.smoke else spec
 
 
+_REQUIRED = ("name", "pairs", "objectives", "space")
+
+
 class _Checker:
     """Raises UserErrors that name the file and the key."""
 
@@ -107,10 +110,11 @@ class _Checker:
 def parse_spec(raw: Any, where: str = "<sweep>") -> SweepSpec:
     """Validate a loaded YAML document into a SweepSpec (see sweeps/*.yaml for the format)."""
     from ltrans.pairs import PAIRS
+    from ltrans.pipeline import MAX_SEED
 
     c = _Checker(where)
-    raw = c.keys("", raw, TOP_KEYS)
-    for required in ("name", "pairs", "objectives", "space"):
+    raw = _document(c, raw)
+    for required in _REQUIRED:
         if required not in raw:
             raise c.fail(required, "missing; a sweep needs name, pairs, objectives and space")
     pairs = c.distinct("pairs", _string_list(c, "pairs", raw["pairs"]))
@@ -119,7 +123,7 @@ def parse_spec(raw: Any, where: str = "<sweep>") -> SweepSpec:
     seeds = raw.get("seeds", [0])
     if not isinstance(seeds, list) or not seeds:
         raise c.fail("seeds", f"must be a non-empty list of integers, got {seeds!r}")
-    seeds = c.distinct("seeds", tuple(c.number(f"seeds[{i}]", s, integer=True, minimum=0)
+    seeds = c.distinct("seeds", tuple(c.number(f"seeds[{i}]", s, integer=True, minimum=0, maximum=MAX_SEED)
                                       for i, s in enumerate(seeds)))
     preset = c.choice("preset", raw.get("preset", "paper"), PRESET_NAMES)
     base = c.choice("base", raw["base"], BASES) if raw.get("base") is not None else None
@@ -148,6 +152,15 @@ def parse_spec(raw: Any, where: str = "<sweep>") -> SweepSpec:
     )
     _check_trials(c, spec)
     return spec
+
+
+def _document(c: _Checker, raw: Any) -> dict:
+    """The file's top-level mapping; an empty file or a list is refused as such."""
+    if isinstance(raw, dict):
+        return c.keys("", raw, TOP_KEYS)
+    what = "is empty" if raw is None else "holds a list" if isinstance(raw, list) else f"holds only {raw!r}"
+    raise UserError(f"{c.where}: the file {what}; a sweep file is a mapping with keys name, pairs, objectives, "
+                    f"space and optionally {', '.join(k for k in TOP_KEYS if k not in _REQUIRED)} (see sweeps/*.yaml)")
 
 
 def _name(c: _Checker, name: Any) -> str:
