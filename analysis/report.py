@@ -19,7 +19,7 @@ from ltrans.analysis.runs import Results, read_runs
 from ltrans.analysis.style import CSS
 from plotly.offline import get_plotlyjs
 
-from ltrans.files import atomic_write_text
+from ltrans.files import atomic_write_text, writable_dir
 
 PLOT_CONFIG = {"displaylogo": False, "responsive": True}
 SECTIONS: tuple[Callable[[sec.Context], sec.Section], ...] = (
@@ -78,12 +78,12 @@ def write_report(run_dirs: list[Path | str], out: Path | str | None = None, *, s
     start = time.perf_counter()
     results = read_runs(list(run_dirs))
     timings["load"] = time.perf_counter() - start
-    sections = build_sections(results, store_root, examples, timings)
-    start = time.perf_counter()
     path = Path(out) if out else (results.runs[0].path / "report.html" if len(results.runs) == 1
                                   else Path("report.html"))
+    writable_dir(path.parent)  # a bad -o fails now, not after --examples has retrained bridges
+    sections = build_sections(results, store_root, examples, timings)
+    start = time.perf_counter()
     page = render_page(results, sections, title or _title(results))
-    path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(path, page)  # mode from the umask, like any file the user writes
     timings["html"] = time.perf_counter() - start
     return Report(path.resolve(), sections, timings)

@@ -24,6 +24,7 @@ import yaml
 from ltrans.errors import UserError, one_line
 
 RUNGS = ("ae", "vae", "vae+swd", "full", "other")  # ladder order (ltrans.ablations.ladder), then the rest
+TRIAL_COLUMNS = ("number", "status", "pair", "seed")  # what every trials frame has, rows or not
 
 
 @dataclass(frozen=True)
@@ -99,11 +100,24 @@ def read_run(run_dir: Path | str, label: str | None = None) -> Run:
     if trials is None:
         notes.append("trials.parquet is missing: no trial has finished yet, or the driver stopped before "
                      f"writing it (`ltrans sweep resume {path}` rewrites it)")
-        trials = pd.DataFrame(columns=["number", "status", "pair", "seed"])
+        trials = pd.DataFrame(columns=list(TRIAL_COLUMNS))
+    trials = _with_trial_columns(trials, path / "trials.parquet")
     curves = _read_parquet(path / "curves.parquet")
     if curves is None:
         notes.append("curves.parquet is missing: no learning curves for this run")
     return Run(label, path, spec, provenance, tidy(trials, label), curves, tuple(notes))
+
+
+def _with_trial_columns(trials: pd.DataFrame, path: Path) -> pd.DataFrame:
+    """trials with every TRIAL_COLUMNS column: an empty frame gains the missing ones (no trial has
+    finished yet; older runners wrote such a file without columns), a frame with rows must have them."""
+    missing = [c for c in TRIAL_COLUMNS if c not in trials]
+    if not missing:
+        return trials
+    if trials.empty:
+        return trials.reindex(columns=[*trials.columns, *missing])
+    raise UserError(f"{path} has {len(trials)} rows but no {', '.join(missing)} column, so `ltrans sweep` did "
+                    f"not write it; {_rebuild_hint(path.parent)}")
 
 
 def _read_spec(path: Path) -> dict:
@@ -144,13 +158,17 @@ def _read_parquet(path: Path) -> pd.DataFrame | None:
     try:
         return pd.read_parquet(path)
     except (ArrowException, ValueError) as err:
-        run = path.parent
-        # execute() rewrites both parquet files from the ledger whenever it ends, budget spent or not.
-        fix = (f"`ltrans sweep resume {run}` rewrites it from the run's ledger"
-               if (run / "ledger").is_dir() and (run / "state.json").is_file()
-               else "restore it from the folder the sweep ran in (this one has no ledger to rebuild it from)")
         why = str(err).replace(f"Could not open Parquet input source '{path}': ", "")  # the path, said once
-        raise UserError(f"{path} is not a readable parquet file ({one_line(why)}); {fix}") from None
+        raise UserError(f"{path} is not a readable parquet file ({one_line(why)}); {_rebuild_hint(path.parent)}"
+                        ) from None
+
+
+def _rebuild_hint(run: Path) -> str:
+    """How to get a damaged parquet file of run folder ``run`` back."""
+    # execute() rewrites both parquet files from the ledger whenever it ends, budget spent or not.
+    if (run / "ledger").is_dir() and (run / "state.json").is_file():
+        return f"`ltrans sweep resume {run}` rewrites it from the run's ledger"
+    return "restore it from the folder the sweep ran in (this one has no ledger to rebuild it from)"
 
 
 def tidy(trials: pd.DataFrame, label: str) -> pd.DataFrame:

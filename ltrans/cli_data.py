@@ -11,7 +11,8 @@ from ltrans.cli import FORMAT, _emit, _store, cli
 
 DATA_DIR = click.option("--data-dir", type=click.Path(path_type=Path), default=None,
                         help="Load the real dataset from this folder instead of the embedded data.")
-SEED = click.option("--seed", type=int, default=0, show_default=True, help="Seed of the train/test split.")
+SEED = click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
+                    help="Seed of the train/test split.")
 
 
 @cli.group()
@@ -52,9 +53,11 @@ def data_show(ctx: click.Context, name: str, out: Path, per_class: int, which: s
               data_dir: Path | None, seed: int) -> None:
     """Write examples of domain NAME per class: a PNG grid, plus WAVs for audio."""
     from ltrans.data import DATASETS, load_split
+    from ltrans.files import writable_dir
 
     domain = DATASETS[name]
-    split = load_split(name, data_dir=data_dir, seed=seed, store=_store(ctx))
+    split = load_split(name, data_dir=data_dir, seed=seed, store=_store(ctx))  # a bad --data-dir leaves no -o
+    writable_dir(out)  # named as the other commands name a bad -o
     examples = getattr(split, which)
     class_names = list(split.class_names or domain.class_names)
     written = show_examples(domain.modality, examples.x, examples.y, class_names, per_class, out, name)

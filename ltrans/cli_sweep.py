@@ -9,10 +9,12 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from urllib.parse import quote
 
 import click
 
 from ltrans.cli import _emit, cli
+from ltrans.errors import one_line
 
 RUN_DIR = click.Path(exists=True, file_okay=False, path_type=Path)
 ADDRESS = click.option("--address", default=None, metavar="ADDR",
@@ -34,11 +36,16 @@ def sweep() -> None:
 @click.pass_context
 def sweep_run(ctx: click.Context, file: Path, address: str | None, out: Path | None, smoke_test: bool) -> None:
     """Start the sweep FILE; progress lines as trials finish, results in the run folder."""
-    from ltrans.sweep.runner import create_run
+    from ltrans.sweep.runner import create_run, discard_unstarted
 
     run = create_run(file, out, smoke_test, sys.argv)
     click.echo(f"run folder: {run}")
-    _execute(ctx, run, address)
+    try:
+        _execute(ctx, run, address)
+    except BaseException:  # e.g. a wrong --address or too few CPUs: the same command must work once fixed
+        if discard_unstarted(run):
+            click.echo(f"run folder {run} removed again: no trial had started")
+        raise
 
 
 @sweep.command("resume")
@@ -93,14 +100,27 @@ def sweep_status(run_dir: Path) -> None:
 
 
 def _study_states(run: Path, name: str) -> str:
+    """Optuna's trial counts by state, or why optuna.db cannot say (the ledger is the record: status goes on)."""
     import optuna
+    from sqlalchemy.exc import SQLAlchemyError
 
-    if not (Path(run) / "optuna.db").exists():
+    path = (Path(run) / "optuna.db").resolve()
+    if not path.exists():
         return "not created yet"
+    if path.stat().st_size == 0:
+        return "unreadable (empty file); the counts above come from the ledger"
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.load_study(study_name=name, storage=f"sqlite:///{Path(run).resolve()}/optuna.db")
+    # Read-only: opening a damaged or empty file read-write would write Optuna's tables into it.
+    storage = f"sqlite:///file:{quote(str(path))}?mode=ro&uri=true"
+    try:
+        trials = optuna.load_study(study_name=name, storage=storage).get_trials(deepcopy=False)
+    except KeyError:  # Optuna's "Record does not exist."
+        return f"unreadable (it holds no study named {name!r}); the counts above come from the ledger"
+    except (SQLAlchemyError, optuna.exceptions.OptunaError, ValueError) as err:
+        why = getattr(err, "orig", None) or err  # sqlite's own words, without SQLAlchemy's SQL and links
+        return f"unreadable ({one_line(why)}); the counts above come from the ledger"
     states: dict[str, int] = {}
-    for t in study.get_trials(deepcopy=False):
+    for t in trials:
         states[t.state.name] = states.get(t.state.name, 0) + 1
     return ", ".join(f"{k} {v}" for k, v in sorted(states.items())) or "no trials"
 

@@ -5,6 +5,7 @@ writers that every ltrans output goes through (with the mode the umask gives, as
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import io
 import json
@@ -39,12 +40,20 @@ def umask() -> int:
 def writable_dir(path: Path) -> Path:
     """path as a folder, created if missing and proven writable by a probe file; OSError otherwise.
 
-    Commands call it before hours of work, not after, so that a bad output path costs nothing.
+    Commands call it before hours of work, not after, so that a bad output path costs nothing. The error
+    names path, or the file standing where a folder of it should be, never the probe.
     """
     path = Path(path)
-    path.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryFile(dir=path, prefix=".write-probe."):
-        pass
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        in_the_way = next((p for p in (path, *path.parents) if p.exists() and not p.is_dir()), path)
+        raise NotADirectoryError(errno.ENOTDIR, "is a file, not a folder", str(in_the_way)) from None
+    try:
+        with tempfile.TemporaryFile(dir=path, prefix=".write-probe."):
+            pass
+    except OSError as err:
+        raise OSError(err.errno, err.strerror, str(path)) from None
     return path
 
 
@@ -64,7 +73,10 @@ def atomic_open(path: Path) -> Iterator[io.BufferedWriter]:
     For writers that want a file object, e.g. ``with atomic_open(p) as f: torch.save(state, f)``.
     """
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as err:  # name the file the caller asked for, not the temp name it never saw
+        raise OSError(err.errno, err.strerror, str(path)) from None
     try:
         with os.fdopen(fd, "wb") as f:
             # mkstemp makes the file 0600 whatever the umask; give it the mode open() would have, so that

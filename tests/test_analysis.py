@@ -332,3 +332,36 @@ def test_audio_examples_embed_one_player_per_class_and_side(tmp_path):
     markup = audio_players(tmp_path, "a_to_b")
     assert markup.count("<audio controls") == 3 and markup.count("src='data:audio/wav;base64,UklGR") == 3  # RIFF
     assert "class 3 source" in markup and "class 7 translation" in markup and audio_players(tmp_path, "b_to_a") == ""
+
+
+def test_a_run_where_no_trial_has_finished_gets_a_report_that_says_so(tmp_path):
+    from ltrans.sweep.results import write_parquets
+
+    run = write_run(tmp_path / "fresh", None)
+    write_parquets(run)  # what a sweep stopped before its first trial finished leaves
+    (tmp_path / "old").mkdir()
+    pd.DataFrame().to_parquet(tmp_path / "old" / "trials.parquet")  # the columnless file older runners wrote
+    for trials in (run / "trials.parquet", tmp_path / "old" / "trials.parquet"):
+        (run / "trials.parquet").write_bytes(trials.read_bytes())
+        report = write_report([run], tmp_path / "r.html")
+        assert "no finished trials in this run yet" in {n for s in report.sections for n in s.notes}
+        assert read_runs([run]).trials.empty
+
+
+def test_trials_with_rows_but_no_status_column_are_one_error_naming_the_file(tmp_path):
+    run = write_run(tmp_path / "run", [trial(0)])
+    pd.DataFrame([trial(0)]).drop(columns=["status", "pair"]).to_parquet(run / "trials.parquet")
+    with pytest.raises(UserError, match=f"{run / 'trials.parquet'} has 1 rows but no status, pair column"):
+        read_runs([run])
+
+
+def test_an_output_path_under_a_file_says_it_is_a_file_not_a_folder(tmp_path):
+    from ltrans.cli import cli
+
+    run = write_run(tmp_path / "run", [trial(0)])
+    (tmp_path / "notes").write_text("mine")
+    for out in (tmp_path / "notes" / "r.html", tmp_path / "notes" / "sub" / "r.html"):
+        result = CliRunner().invoke(cli, ["report", str(run), "-o", str(out)], obj={})
+        assert result.exit_code == 2 and result.output.startswith(f"error: {tmp_path / 'notes'}: is a file, "
+                                                                  "not a folder"), result.output
+    assert (tmp_path / "notes").read_text() == "mine"

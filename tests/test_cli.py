@@ -130,6 +130,7 @@ def test_cache_ls_verify_and_clear(tmp_path, store):
     (["data", "show", "mnist"], "Missing option"),
     (["data", "show", "mnist", "-o", "x", "--per-class", "0"], "--per-class"),
     (["cache", "clear", "--key", "ffffffffffff"], "no cached artifact"),
+    (["data", "show", "digits8", "-o", "x", "--seed", "-1"], "--seed"),  # was a numpy traceback
 ])
 def test_bad_usage_exits_2(args, message, tmp_path):
     result = CliRunner().invoke(cli, ["--cache-dir", str(tmp_path), *args])
@@ -185,17 +186,72 @@ def test_an_output_path_under_a_regular_file_is_one_line_exit_2(tmp_path):
     result = CliRunner().invoke(cli, ["data", "show", "digits8", "-o", str(target)])
     lines = result.output.strip().splitlines()
     assert result.exit_code == 2 and "Traceback" not in result.output and len(lines) == 1, result.output
-    assert lines[0].startswith(f"error: {target}: Not a directory") and "writable -o / --cache-dir" in lines[0]
+    assert lines[0].startswith(f"error: {target.parent}: is a file, not a folder") and "writable -o" in lines[0]
 
 
 def test_bridge_train_checks_its_output_folder_before_it_prepares_or_trains(tmp_path):
     (tmp_path / "file").write_text("")
     target = tmp_path / "file" / "bridge"
     result = CliRunner().invoke(cli, ["bridge", "train", "mnist_mnist", "--preset", "smoke", "-o", str(target)])
-    assert result.exit_code == 2 and f"error: {target}: Not a directory" in result.output, result.output
+    assert result.exit_code == 2 and f"error: {target.parent}: is a file, not a folder" in result.output, result.output
     assert "preparing pair" not in result.output and "training" not in result.output  # failed before any work
     ablate = CliRunner().invoke(cli, ["bridge", "ablate", "mnist_mnist", "--preset", "smoke", "-o", str(target)])
-    assert ablate.exit_code == 2 and f"error: {target}: Not a directory" in ablate.output, ablate.output
+    assert ablate.exit_code == 2 and f"error: {target.parent}: is a file, not a folder" in ablate.output, ablate.output
+
+
+@pytest.mark.parametrize("sets, words", [
+    (["bridge.lr="], "error: 'bridge.lr' needs a value (a float, like 0.001)"),  # was a TypeError traceback
+    (["bridge.lr=null"], "error: 'bridge.lr' needs a value (a float, like 0.001)"),
+    (["bridge.steps=1.5"], "error: 'bridge.steps' takes an int (like 200); got 1.5"),
+    (["bridge.n_classes=5"], "bridge.n_classes must be 10"),  # was an IndexError after preparing the pair
+    (["method=procrustes", "procrustes=foo"], "procrustes must be one of ('orthogonal', 'lstsq')"),  # was exit 0
+    (["seed=99999999999999999999"], "seed must be between 0 and 4294967295"),  # was an overflow traceback
+    (["seed=-1"], "seed must be between 0 and 4294967295"),
+])
+def test_bridge_train_refuses_a_bad_setting_in_one_line_before_any_work(tmp_path, sets, words):
+    cache, out = tmp_path / "cache", tmp_path / "out"
+    args = ["--cache-dir", str(cache), "bridge", "train", "mnist_mnist", "--preset", "smoke", "-o", str(out)]
+    result = run(*args, *(a for item in sets for a in ("--set", item)))
+    lines = result.output.strip().splitlines()
+    assert result.exit_code == 2 and len(lines) == 1 and lines[0].startswith("error: "), result.output
+    assert words in lines[0]
+    assert not cache.exists() and not out.exists()  # no base model prepared, no run folder begun
+
+
+def test_bridge_ablate_refuses_seeds_past_the_largest_before_any_work(tmp_path):
+    cache, out = tmp_path / "cache", tmp_path / "out"
+    result = run("--cache-dir", str(cache), "bridge", "ablate", "mnist_mnist", "--preset", "smoke", "--study",
+                 "classifier", "--set", "seed=4294967294", "--seeds", "3", "-o", str(out))
+    lines = result.output.strip().splitlines()
+    assert result.exit_code == 2 and len(lines) == 1, result.output
+    assert lines[0] == ("error: --seeds 3 from seed 4294967294 goes past the largest seed, 4294967295; "
+                        "use a lower --set seed or fewer --seeds")
+    assert not cache.exists() and not out.exists()
+
+
+def test_set_takes_a_float_in_exponent_notation():
+    from ltrans.cli_bridge import trial_config
+
+    cfg = trial_config("mnist_mnist", "smoke", ("bridge.lr=1e-3", "bridge.beta_swd=2E+0"))
+    assert (cfg.bridge.lr, cfg.bridge.beta_swd) == (0.001, 2.0)
+
+
+def test_data_show_refuses_a_file_as_data_dir_and_empty_idx_files_naming_them(tmp_path):
+    from ltrans.data.idx import write_idx
+
+    (tmp_path / "file").write_text("")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    for stem, shape in (("train-images-idx3", (0, 28, 28)), ("train-labels-idx1", (0,)),
+                        ("t10k-images-idx3", (0, 28, 28)), ("t10k-labels-idx1", (0,))):
+        write_idx(empty / f"{stem}-ubyte", np.zeros(shape, np.uint8))
+    for folder, words in ((tmp_path / "file", "is a file, not a folder"),
+                          (empty, f"{empty / 'train-images-idx3-ubyte'} holds 0 images")):
+        out = tmp_path / "out"
+        result = run("data", "show", "mnist", "--data-dir", str(folder), "-o", str(out))
+        lines = result.output.strip().splitlines()
+        assert result.exit_code == 2 and len(lines) == 1 and words in lines[0], result.output
+        assert "omit --data-dir" in lines[0] and not out.exists()
 
 
 def test_os_error_line_names_the_paths_and_the_fix():

@@ -221,6 +221,29 @@ def test_missing_folder_names_it_and_the_fix(tmp_path, name, what):
     assert "omit --data-dir" in msg and what in msg
 
 
+@pytest.mark.parametrize("name", ["mnist", "animals"])
+def test_a_file_given_as_the_folder_is_called_a_file(tmp_path, name):
+    path = tmp_path / "train-images-idx3-ubyte"
+    write_idx(path, digits_u8(3)[0])
+    with pytest.raises(UserError) as err:
+        load(name, data_dir=path)
+    msg = str(err.value)
+    assert f"{path} is a file, not a folder" in msg and "does not exist" not in msg and "omit --data-dir" in msg
+
+
+@pytest.mark.parametrize("part", ["train", "t10k"])
+def test_idx_files_without_examples_are_refused_naming_the_file(tmp_path, part):
+    # Without this, `data show` ended in "all 10 rows of the grid are empty" (no file, no fix).
+    x_u8, y = digits_u8(30)
+    folder = write_mnist_folder(tmp_path / "mnist", x_u8, y, 20)
+    write_idx(folder / f"{part}-images-idx3-ubyte", x_u8[:0])
+    write_idx(folder / f"{part}-labels-idx1-ubyte", y[:0].astype(np.uint8))
+    with pytest.raises(UserError) as err:
+        load("mnist", data_dir=folder)
+    msg = str(err.value)
+    assert msg.startswith(f"{folder / f'{part}-images-idx3-ubyte'} holds 0 images") and "omit --data-dir" in msg
+
+
 def test_missing_files_are_named(tmp_path):
     x_u8, y = digits_u8(30)
     folder = write_mnist_folder(tmp_path / "mnist", x_u8, y, 20)

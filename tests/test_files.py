@@ -15,6 +15,7 @@ from ltrans.files import (
     atomic_open,
     atomic_write_bytes,
     atomic_write_json,
+    atomic_write_text,
     file_sha256,
     load_arrays,
     save_arrays,
@@ -92,3 +93,19 @@ def test_writable_dir_creates_the_folder_and_refuses_a_path_under_a_file(tmp_pat
     (tmp_path / "file").write_text("")
     with pytest.raises(NotADirectoryError):
         writable_dir(tmp_path / "file" / "out")
+
+
+def test_writable_dir_names_the_file_in_the_way_as_a_file_not_a_folder(tmp_path):
+    (tmp_path / "file").write_text("mine")
+    for path in (tmp_path / "file", tmp_path / "file" / "out"):
+        with pytest.raises(NotADirectoryError) as err:
+            writable_dir(path)
+        assert (err.value.filename, err.value.strerror) == (str(tmp_path / "file"), "is a file, not a folder")
+    assert (tmp_path / "file").read_text() == "mine"
+
+
+def test_a_failed_atomic_write_names_the_target_not_its_temp_file(tmp_path):
+    target = tmp_path / "missing" / "r.html"
+    with pytest.raises(FileNotFoundError) as err:
+        atomic_write_text(target, "x")
+    assert err.value.filename == str(target)  # not missing/.r.html.<random>.tmp, which the user never asked for

@@ -247,6 +247,14 @@ def test_unusable_folders_raise_a_user_error_naming_the_dir(tmp_path, layout):
         DATASETS["spoken_digits"].load(LoadRequest(data_dir=root, seed=0, store=None))
 
 
+def test_a_file_given_as_the_folder_is_called_a_file(tmp_path):
+    path = tmp_path / "zero.wav"
+    write_wav(path, np.zeros(100))
+    with pytest.raises(UserError) as err:
+        DATASETS["spoken_digits"].load(LoadRequest(data_dir=path, seed=0, store=None))
+    assert str(err.value).startswith(f"{path}: a file, not a folder; expected Speech Commands folders")
+
+
 def test_without_espeak_only_synthesis_fails_and_says_what_to_install(monkeypatch):
     # A machine without espeakng-loader (a GPU box running the image domains) still imports ltrans.data;
     # asking for a synthesised clip then names the package to install (fault injected: import fails).

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from ltrans.sweep.results import CURVES_LEDGER, TRIALS_LEDGER, Ledger, best_entries
+from ltrans.sweep.results import (
+    CURVES_LEDGER,
+    IDENTITY,
+    TRIALS_LEDGER,
+    Ledger,
+    best_entries,
+    trial_row,
+    write_parquets,
+)
 from ltrans.sweep.spec import Objective
 
 
@@ -49,3 +57,21 @@ def test_one_objective_has_one_best_even_when_tied(tmp_path):
     assert [e["number"] for e in best] == [1]  # the first trial to reach the best value
     front = best_entries(trials, [Objective("transfer_mean", "maximize"), Objective("fid_a_to_b", "minimize")])
     assert [e["number"] for e in front] == [2, 3]  # #1 is dominated by #2 (same transfer, lower FID)
+
+
+def test_reading_a_ledger_writes_nothing(tmp_path):
+    ledger = Ledger(tmp_path)
+    assert ledger.trials() == {} and ledger.curves() == []
+    assert list(tmp_path.iterdir()) == []  # `sweep status|trials|best` only read the run folder
+    ledger.record_trial(entry(0))
+    assert list(Ledger(tmp_path).trials()) == [0]
+
+
+def test_parquets_of_a_run_where_no_trial_has_finished_still_have_their_columns(tmp_path):
+    import pandas as pd
+
+    assert write_parquets(tmp_path) == (0, 0)
+    trials = pd.read_parquet(tmp_path / "trials.parquet")
+    assert trials.empty and list(trials.columns) == list(IDENTITY)  # `ltrans report` reads status and pair
+    assert trial_row(entry(0)).keys() >= set(IDENTITY)  # the same columns as when rows exist
+    assert {"number", "step"} <= set(pd.read_parquet(tmp_path / "curves.parquet").columns)

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import optuna
@@ -17,8 +20,8 @@ ROOT = Path(__file__).resolve().parents[1]
 CLI = "import ltrans.cli_sweep; from ltrans.cli import main; main()"
 
 
-def sweep_cli(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
-    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "LTRANS_RAY_CPUS": "2"}
+def sweep_cli(*args: str, timeout: int = 600, cpus: int = 2) -> subprocess.CompletedProcess:
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "LTRANS_RAY_CPUS": str(cpus)}
     return subprocess.run([sys.executable, "-c", CLI, "sweep", *args], capture_output=True, text=True,
                           timeout=timeout, env=env, cwd=ROOT, check=False)
 
@@ -118,7 +121,7 @@ def test_no_cluster_at_address_is_one_error_before_any_model_is_prepared(tmp_pat
     assert proc.stderr.startswith("error: ") and proc.stderr.count("\n") == 1
     assert "ray start --head" in proc.stderr and "--address auto" in proc.stderr
     assert "preparing" not in proc.stdout  # it failed before training or loading any base model
-    assert json.loads((tmp_path / "run" / "state.json").read_text())["attempts"] == 0  # nothing started
+    assert not (tmp_path / "run").exists()  # so the same command works once a cluster runs
 
 
 def test_gpu_sweep_without_a_gpu_is_one_error_before_any_model_is_prepared(tmp_path):
@@ -131,7 +134,83 @@ def test_gpu_sweep_without_a_gpu_is_one_error_before_any_model_is_prepared(tmp_p
     assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
     last = proc.stderr.splitlines()[-1]  # after Ray's own "Started a local Ray instance."
     assert last.startswith("error: ") and "asks for 1 GPU" in last and "resources.gpus: 0" in last
-    assert "preparing" not in proc.stdout
+    assert "preparing" not in proc.stdout and not (tmp_path / "run").exists()
+
+
+def test_more_cpus_per_trial_than_the_local_ray_has_is_one_error_not_a_hang(tmp_path):
+    proc = sweep_cli("run", str(tiny_sweep(tmp_path, resources={"cpus": 2, "gpus": 0})), "--out",
+                     str(tmp_path / "run"), timeout=180, cpus=1)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    last = proc.stderr.splitlines()[-1]
+    assert last == ("error: sweep tiny asks for 2 CPUs per trial (resources.cpus) but the local Ray has 1; set "
+                    "resources.cpus to at most 1 or raise LTRANS_RAY_CPUS, or join a bigger cluster with --address")
+    assert "preparing" not in proc.stdout and not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize(("pack", "cpus", "problem"), [
+    (1, 4, "4 CPUs per trial (resources.cpus) but the local Ray has 2"),
+    (2, 4, "4 CPUs per pack (resources.cpus) but the local Ray has 2"),  # a pack is one Tune trial
+    (2, 2, None), (1, 0.5, None)])
+def test_the_resource_check_compares_one_trial_or_pack_with_the_local_ray(tmp_path, pack, cpus, problem):
+    from ltrans.errors import UserError
+    from ltrans.sweep.runner import _check_resources
+    from ltrans.sweep.spec import load_spec
+
+    spec = load_spec(tiny_sweep(tmp_path, pack=pack, resources={"cpus": cpus, "gpus": 0}))
+    _check_resources(spec, None)  # a cluster (--address) may add nodes: never refused
+    if problem is None:
+        _check_resources(spec, {"CPU": 2.0, "memory": 1e9})
+        return
+    with pytest.raises(UserError, match=re.escape(problem)):
+        _check_resources(spec, {"CPU": 2.0, "memory": 1e9})
+
+
+def refusing_address() -> tuple[socket.socket, str]:
+    """A bound but not listening local port: connecting to it is refused at once."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    return sock, f"127.0.0.1:{sock.getsockname()[1]}"
+
+
+def test_an_unreachable_address_fails_in_seconds_and_leaves_the_out_folder_as_it_was(tmp_path):
+    from click.testing import CliRunner
+
+    from ltrans.cli import cli
+
+    sock, address = refusing_address()
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("mine")
+    with sock:
+        for out in (tmp_path / "run", tmp_path / "run", tmp_path / "mine"):  # twice: the rerun is no resume
+            start = time.monotonic()
+            result = CliRunner().invoke(cli, ["sweep", "run", str(tiny_sweep(tmp_path)), "--address", address,
+                                              "-o", str(out)], obj={})
+            assert time.monotonic() - start < 30  # ray.init alone retries for minutes
+            last = result.output.strip().splitlines()[-1]
+            assert result.exit_code == 2 and last.startswith(f"error: nothing answers at --address {address} ("), \
+                result.output
+            assert "ray start --head" in last
+    assert not (tmp_path / "run").exists()
+    assert [p.name for p in (tmp_path / "mine").iterdir()] == ["notes.txt"]  # only the sweep's files went
+
+
+def test_a_malformed_address_is_one_error_naming_it(tmp_path):
+    proc = sweep_cli("run", str(tiny_sweep(tmp_path)), "--address", "bogus", "--out", str(tmp_path / "run"),
+                     timeout=120)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    assert proc.stderr.startswith("error: cannot join a Ray cluster at --address bogus (Invalid address format")
+    assert proc.stderr.count("\n") == 1 and not (tmp_path / "run").exists()
+
+
+def test_a_run_that_started_is_never_discarded(tmp_path):
+    from ltrans.sweep.runner import create_run, discard_unstarted
+
+    run = create_run(tiny_sweep(tmp_path), tmp_path / "run", smoke=False, argv=["test"])
+    state = json.loads((run / "state.json").read_text())
+    (run / "state.json").write_text(json.dumps(state | {"attempts": 1}))
+    assert not discard_unstarted(run) and (run / "state.json").is_file()
+    assert discard_unstarted(create_run(tiny_sweep(tmp_path), tmp_path / "new", smoke=False, argv=["test"]))
+    assert not (tmp_path / "new").exists()
 
 
 def test_resuming_a_finished_run_starts_nothing_and_records_no_attempt(tmp_path):
@@ -151,3 +230,20 @@ def test_resuming_a_finished_run_starts_nothing_and_records_no_attempt(tmp_path)
     assert json.loads((run / "state.json").read_text()) == state
     assert (run / "provenance.json").read_text() == provenance and not lines
     assert not (run / "tune").exists() and len(pd.read_parquet(run / "trials.parquet")) == 2
+
+
+def test_ray_tunes_own_resume_hint_is_not_shown(caplog):
+    import logging
+
+    from ltrans.sweep.runner import _no_restore_hint
+
+    tune_log = logging.getLogger("ray.tune.tune")  # where Ray 2.60 logs it (ray/tune/tune.py)
+    tune_log.addFilter(_no_restore_hint)
+    try:
+        with caplog.at_level(logging.WARNING, logger="ray.tune.tune"):
+            tune_log.warning("Experiment has been interrupted, but the most recent state was saved.\n"
+                             "Resume experiment with: Tuner.restore(path='/x', trainable=...)")
+            tune_log.warning("another warning")
+    finally:
+        tune_log.removeFilter(_no_restore_hint)
+    assert [r.getMessage() for r in caplog.records] == ["another warning"]

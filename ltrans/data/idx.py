@@ -105,8 +105,9 @@ def _read_bytes(path: Path) -> bytes:
 def find_idx_files(data_dir: Path, dataset: str, fallback: str) -> dict[str, Path]:
     """The four IDX files under ``data_dir``, by key of IDX_FILES; a UserError names any missing."""
     if not data_dir.is_dir():
+        what = "is a file, not a folder" if data_dir.exists() else "does not exist"
         raise UserError(
-            f"{dataset} data dir {data_dir} does not exist; put the four {dataset} idx files there "
+            f"{dataset} data dir {data_dir} {what}; put the four {dataset} idx files in a folder "
             f"({', '.join(_plain_names())}, optionally .gz), or {fallback}"
         )
     found, missing = {}, []

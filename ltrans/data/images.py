@@ -100,6 +100,9 @@ def load_idx_split(data_dir: Path, dataset: str, fallback: str) -> Split:
 
     def examples(part: str) -> Examples:
         images, labels = read_idx_examples(files[f"{part}_x"], files[f"{part}_y"])
+        if not len(labels):  # a placeholder or cut-down file: nothing to train, test or draw on
+            raise UserError(f"{files[f'{part}_x']} holds 0 images; put the full {dataset} idx files in "
+                            f"{data_dir}, or {fallback}")
         return Examples(to_unit(images), labels)
 
     return Split(examples("train"), examples("test"))

@@ -249,7 +249,7 @@ def load_speech_commands(data_dir: Path, seed: int) -> Split:
     """Digit clips of a Speech Commands or SC09 folder, each resampled to 16 kHz and fit to 1 s."""
     data_dir = Path(data_dir)
     if not data_dir.is_dir():
-        raise UserError(f"{data_dir}: no such directory; {_LAYOUT}")
+        raise UserError(f"{data_dir}: {'a file, not a folder' if data_dir.exists() else 'no such directory'}; {_LAYOUT}")
     files = _digit_files(data_dir)
     if not files:
         raise UserError(f"{data_dir}: no digit WAV files found; {_LAYOUT}")

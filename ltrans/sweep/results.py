@@ -1,4 +1,4 @@
-"""A sweep's run folder: the ledger (our source of truth), trials.parquet, curves.parquet, provenance.
+"""A sweep's run folder: the ledger (our source of truth), trials.parquet, curves.parquet, provenance, state.
 
 The driver appends one JSON line per finished trial to ``ledger/trials.jsonl`` (fsynced) *before* it
 tells Optuna, and one line per learning-curve point to ``ledger/curves.jsonl``. A line torn by a
@@ -20,22 +20,28 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from ltrans.errors import UserError, one_line
 from ltrans.files import atomic_open, atomic_write_json
 
+STATE = "state.json"  # {"code_version", "attempts", "source"}, written by runner.create_run and each start
 TRIALS_LEDGER = Path("ledger") / "trials.jsonl"
 CURVES_LEDGER = Path("ledger") / "curves.jsonl"
 TERMINAL = ("ok", "pruned", "failed")
+# trials.parquet's leading columns, present even before any trial has finished (analysis reads them).
+IDENTITY = ("number", "tune_trial_id", "content_key", "status", "reason", "pair", "seed", "attempt", "wall_s",
+            "node_ip", "finished_at")
 
 
 class Ledger:
-    """Append-only JSON-lines records of one run folder."""
+    """Append-only JSON-lines records of one run folder (its ``ledger/`` folder is made on the first
+    append, so that the read-only commands write nothing)."""
 
     def __init__(self, run: Path) -> None:
         self.run = Path(run)
-        (self.run / "ledger").mkdir(parents=True, exist_ok=True)
 
     def _append(self, rel: Path, records: list[dict], sync: bool) -> None:
         data = "".join(json.dumps(r, sort_keys=True, default=str) + "\n" for r in records).encode()
+        (self.run / rel).parent.mkdir(parents=True, exist_ok=True)
         with open(self.run / rel, "ab+") as f:
             if f.seek(0, os.SEEK_END) > 0:
                 f.seek(-1, os.SEEK_END)
@@ -80,16 +86,16 @@ def _read_lines(path: Path):
 
 def trial_row(entry: dict) -> dict[str, Any]:
     """One trials.parquet row: identity, status, every metric, config/* columns, wall time, node."""
-    ident = {k: entry.get(k) for k in ("number", "tune_trial_id", "content_key", "status", "reason", "pair",
-                                       "seed", "attempt", "wall_s", "node_ip", "finished_at")}
+    ident = {k: entry.get(k) for k in IDENTITY}
     metrics = {k: v for k, v in (entry.get("metrics") or {}).items() if k not in ident}
     return ident | metrics | {f"config/{k}": v for k, v in (entry.get("config") or {}).items()}
 
 
-def _write_parquet(path: Path, rows: list[dict]) -> None:
+def _write_parquet(path: Path, rows: list[dict], columns: tuple[str, ...] = ()) -> None:
+    """rows as a parquet file; with no rows, a frame of just ``columns`` (readers index them)."""
     import pandas as pd
 
-    frame = pd.DataFrame(rows)
+    frame = pd.DataFrame(rows) if rows else pd.DataFrame(columns=list(columns))
     with atomic_open(path) as f:
         frame.to_parquet(f, index=False)
 
@@ -101,9 +107,39 @@ def write_parquets(run: Path) -> tuple[int, int]:
     rows = [trial_row(e) for e in trials.values()]
     finished = {e["tune_trial_id"] for e in trials.values()}  # curves of re-run trials' dead attempts go
     points = [p for p in ledger.curves() if p.get("tune_trial_id") in finished]
-    _write_parquet(Path(run) / "trials.parquet", rows)
-    _write_parquet(Path(run) / "curves.parquet", points)
+    _write_parquet(Path(run) / "trials.parquet", rows, IDENTITY)
+    _write_parquet(Path(run) / "curves.parquet", points, ("number", "tune_trial_id", "step", "wall_s"))
     return len(rows), len(points)
+
+
+def read_state(run: Path) -> dict:
+    """state.json (code version, attempts) as ``runner.create_run`` wrote it; UserError naming the file
+    and how to write it again."""
+    path = run / STATE
+    try:
+        state = json.loads(path.read_text())
+    except ValueError as err:  # JSONDecodeError and UnicodeDecodeError
+        problem = f"is not valid JSON ({one_line(err)})"
+    else:
+        if not isinstance(state, dict):
+            problem = f"holds a JSON {type(state).__name__}, not an object"
+        elif not isinstance(state.get("code_version"), str) or type(state.get("attempts")) is not int:
+            problem = "lacks a string code_version or a whole number of attempts"
+        else:
+            return state
+    raise UserError(f"{path} {problem}; the finished trials are safe in {run / 'ledger'}: write {STATE} again as "
+                    f"{json.dumps(_state_guess(run))} (code_version from provenance.json, attempts = the "
+                    "highest tune/attempt-N), then try again")
+
+
+def _state_guess(run: Path) -> dict:
+    """The state.json a damaged one most likely held, from provenance.json and the tune/attempt-N folders."""
+    try:
+        code_version = json.loads((run / "provenance.json").read_text())["code_version"]
+    except (OSError, ValueError, TypeError, KeyError):
+        code_version = "<git sha of the first start>"
+    attempts = [int(d.name[8:]) for d in (run / "tune").glob("attempt-*") if d.name[8:].isdigit()]
+    return {"code_version": code_version, "attempts": max(attempts, default=0)}
 
 
 def _version(name: str) -> str:

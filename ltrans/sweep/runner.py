@@ -13,22 +13,24 @@ its rungs start with the values the finished trials recorded (replayed from the 
 
 from __future__ import annotations
 
-import json
+import logging
 import os
+import socket
 import sys
 import time
 from collections.abc import Callable
+from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
 
-from ltrans.errors import UserError
+from ltrans.errors import UserError, one_line
 from ltrans.files import atomic_write_json, atomic_write_text
 from ltrans.sweep import results
 from ltrans.sweep.spec import SweepSpec, load_spec
 
-STATE = "state.json"
+STATE = results.STATE
 Echo = Callable[[str], None]
 
 
@@ -60,7 +62,7 @@ def create_run(spec_path: Path, out: Path | None, smoke: bool, argv: list[str]) 
     run = run.expanduser().resolve()  # Tune needs absolute storage paths
     if (run / STATE).exists():
         raise UserError(f"{run} already holds a sweep; continue it with `ltrans sweep resume {run}`")
-    run.mkdir(parents=True, exist_ok=True)
+    (run / "ledger").mkdir(parents=True, exist_ok=True)
     atomic_write_text(run / "sweep.yaml", f"# resolved from {spec_path}\n"
                       + yaml.safe_dump(spec.to_dict(), sort_keys=False))
     # The code version is fixed at the first start: content keys stay stable across resumes.
@@ -75,7 +77,26 @@ def load_run(run: Path) -> tuple[SweepSpec, dict]:
     run = Path(run)
     if not (run / STATE).exists():
         raise UserError(f"{run} is not a sweep run folder (no {STATE}); start one with `ltrans sweep run FILE`")
-    return load_spec(run / "sweep.yaml"), json.loads((run / STATE).read_text())
+    return load_spec(run / "sweep.yaml"), results.read_state(run)
+
+
+def discard_unstarted(run: Path) -> bool:
+    """Remove what create_run wrote when no start got as far as preparing (0 attempts, no finished trial),
+    so that the same ``ltrans sweep run -o`` works again; True if it did. Files of the user's in the
+    folder stay, and so does the folder then."""
+    run = Path(run)
+    try:
+        state = results.read_state(run)
+    except UserError:
+        return False
+    if state["attempts"] > 0 or results.Ledger(run).trials():
+        return False
+    for name in (STATE, "sweep.yaml", "provenance.json"):  # state.json first: without it this is no sweep
+        (run / name).unlink(missing_ok=True)
+    for folder in (run / "ledger", run):
+        with suppress(OSError):  # not empty: it holds something create_run did not write
+            folder.rmdir()
+    return True
 
 
 def execute(run: Path, *, address: str | None = None, echo: Echo = print, cache_root: Path | None = None,
@@ -85,9 +106,11 @@ def execute(run: Path, *, address: str | None = None, echo: Echo = print, cache_
     spec, state = load_run(run)
     ledger = results.Ledger(run)
     if len(ledger.trials()) < spec.budget:  # a finished run is not started again: no attempt, no provenance
-        started = init_ray(address)  # before prepare: a wrong address or a missing GPU fails in seconds
+        started = init_ray(address)  # before prepare: a wrong address or missing resources fail in seconds
         try:
-            _check_gpus(spec, local=started)
+            import ray
+
+            _check_resources(spec, ray.cluster_resources() if started else None)
             state["attempts"] += 1
             atomic_write_json(run / STATE, state)
             if state["attempts"] > 1:
@@ -137,13 +160,12 @@ def init_ray(address: str | None) -> bool:
         import ray
 
         if not ray.is_initialized():
+            _probe(address)
             try:
                 ray.init(address=address)
-            except ConnectionError as err:
-                why = " ".join(str(err).split())  # Ray's message may span lines; the CLI prints one
-                raise UserError(f"cannot join a Ray cluster at --address {address} ({why}); start one with "
-                                "`ray start --head` or give its head's address, or leave out --address "
-                                "for a local Ray") from None
+            except (ConnectionError, ValueError) as err:  # ValueError: not an address Ray can parse
+                raise UserError(f"cannot join a Ray cluster at --address {address} ({one_line(err, 300)}); "
+                                f"{_ADDRESS_FIX}") from None
         return False
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # no token prompt for a private local instance
     # _node_ip_address="127.0.0.1" alone is turned into the host's routable IP on Linux and every
@@ -160,13 +182,43 @@ def init_ray(address: str | None) -> bool:
     return True
 
 
-def _check_gpus(spec: SweepSpec, local: bool) -> None:
-    """A sweep asking for GPUs cannot run on a local Ray without any (a cluster may add GPU nodes later)."""
-    import ray
+_ADDRESS_FIX = ("start one with `ray start --head` or give its head's address (host:port, or 'auto' on the head "
+                "node), or leave out --address for a local Ray")
+PROBE_TIMEOUT_S = 5.0  # a head that answers does so in milliseconds; ray.init would retry for minutes
 
-    if local and spec.resources.gpus > 0 and ray.cluster_resources().get("GPU", 0) == 0:
-        raise UserError(f"sweep {spec.name} asks for {spec.resources.gpus} GPU per trial but this machine has "
+
+def _probe(address: str) -> None:
+    """UserError unless something accepts a TCP connection at a host:port address within PROBE_TIMEOUT_S
+    (ray.init keeps retrying an unreachable GCS for minutes); 'auto' and malformed ones are left to Ray."""
+    host, _, port = address.split("://", 1)[-1].rpartition(":")
+    if not host or not port.isdigit():
+        return
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=PROBE_TIMEOUT_S).close()
+    except OSError as err:  # refused, timed out, unknown host
+        why = err.strerror or str(err) or type(err).__name__
+        raise UserError(f"nothing answers at --address {address} ({why}); {_ADDRESS_FIX}") from None
+
+
+def _check_resources(spec: SweepSpec, available: dict[str, float] | None) -> None:
+    """UserError when one trial (a pack is one trial) asks for more CPUs or GPUs than a local Ray has, as
+    it would wait for them forever. ``available``: ``ray.cluster_resources()`` of a local Ray; None for a
+    cluster (``--address``), which may add nodes."""
+    if available is None:
+        return
+    unit = "pack" if spec.pack > 1 else "trial"
+    gpus, cpus = available.get("GPU", 0), available.get("CPU", 0)
+    if spec.resources.gpus > 0 and gpus == 0:
+        raise UserError(f"sweep {spec.name} asks for {spec.resources.gpus:g} GPU per {unit} but this machine has "
                         "none; set resources.gpus: 0, use --smoke-test, or join a GPU cluster with --address")
+    if spec.resources.gpus > gpus:
+        raise UserError(f"sweep {spec.name} asks for {spec.resources.gpus:g} GPUs per {unit} but this machine "
+                        f"has {gpus:g}; set resources.gpus to at most {gpus:g}, or join a cluster with --address")
+    if spec.resources.cpus > cpus:
+        more = " or raise LTRANS_RAY_CPUS" if "LTRANS_RAY_CPUS" in os.environ else ""
+        raise UserError(f"sweep {spec.name} asks for {spec.resources.cpus:g} CPUs per {unit} (resources.cpus) "
+                        f"but the local Ray has {cpus:g}; set resources.cpus to at most {cpus:g}{more}, or join "
+                        "a bigger cluster with --address")
 
 
 def _fit(run: Path, spec: SweepSpec, state: dict, ledger: results.Ledger, pairs: dict,
@@ -202,8 +254,15 @@ def _fit(run: Path, spec: SweepSpec, state: dict, ledger: results.Ledger, pairs:
             failure_config=tune.FailureConfig(max_failures=spec.max_failures),
             callbacks=[Progress(spec, searcher, ledger, run, echo)]),
     )
+    logging.getLogger("ray.tune.tune").addFilter(_no_restore_hint)  # added once: the same function each time
     tuner.fit()
     return searcher.owed()
+
+
+def _no_restore_hint(record: logging.LogRecord) -> bool:
+    """Drop Ray Tune's "Resume experiment with: Tuner.restore(...)" on Ctrl-C: a run folder is resumed with
+    `ltrans sweep resume`, which the CLI says next (see the module docstring)."""
+    return "Tuner.restore" not in record.getMessage()
 
 
 def _rung_history(spec: SweepSpec, ledger: results.Ledger) -> dict[float, list[float]]:
