@@ -9,12 +9,10 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from urllib.parse import quote
 
 import click
 
 from ltrans.cli import _emit, cli
-from ltrans.errors import one_line
 
 RUN_DIR = click.Path(exists=True, file_okay=False, path_type=Path)
 ADDRESS = click.option("--address", default=None, metavar="ADDR",
@@ -101,24 +99,14 @@ def sweep_status(run_dir: Path) -> None:
 
 def _study_states(run: Path, name: str) -> str:
     """Optuna's trial counts by state, or why optuna.db cannot say (the ledger is the record: status goes on)."""
-    import optuna
-    from sqlalchemy.exc import SQLAlchemyError
+    from ltrans.sweep.results import StudyUnreadable, study_trials
 
-    path = (Path(run) / "optuna.db").resolve()
-    if not path.exists():
-        return "not created yet"
-    if path.stat().st_size == 0:
-        return "unreadable (empty file); the counts above come from the ledger"
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    # Read-only: opening a damaged or empty file read-write would write Optuna's tables into it.
-    storage = f"sqlite:///file:{quote(str(path))}?mode=ro&uri=true"
     try:
-        trials = optuna.load_study(study_name=name, storage=storage).get_trials(deepcopy=False)
-    except KeyError:  # Optuna's "Record does not exist."
-        return f"unreadable (it holds no study named {name!r}); the counts above come from the ledger"
-    except (SQLAlchemyError, optuna.exceptions.OptunaError, ValueError) as err:
-        why = getattr(err, "orig", None) or err  # sqlite's own words, without SQLAlchemy's SQL and links
-        return f"unreadable ({one_line(why)}); the counts above come from the ledger"
+        trials = study_trials(run, name)
+    except StudyUnreadable as err:
+        return f"unreadable ({err}); the counts above come from the ledger"
+    if trials is None:
+        return "not created yet"
     states: dict[str, int] = {}
     for t in trials:
         states[t.state.name] = states.get(t.state.name, 0) + 1

@@ -322,3 +322,26 @@ def test_the_read_commands_write_nothing_into_the_run_folder(tmp_path):
         result = CliRunner().invoke(cli, ["sweep", command, str(run)], obj={})
         assert result.exit_code in (0, 1) and "Traceback" not in result.output, result.output  # best: none ok yet
     assert tree(run) == before and not (run / "ledger").exists()
+
+
+@pytest.mark.parametrize(("db", "says"), [
+    ("text", "unreadable: file is not a database"), ("empty", "unreadable: empty file"),
+    ("other", "unreadable: it holds no study named 'damaged'"), (None, "it is missing"),
+    ("fresh", "it holds 0 trials, the ledger trial #0")])
+def test_resume_refuses_a_study_that_lost_the_ledgers_trials(tmp_path, db, says):
+    # A study started afresh would number new trials over the finished ones; refused before Ray starts.
+    from click.testing import CliRunner
+
+    from ltrans.cli import cli
+
+    run = run_with_one_trial(tmp_path)
+    if db in ("other", "fresh"):
+        optuna.create_study(study_name="other" if db == "other" else "damaged", storage=f"sqlite:///{run}/optuna.db")
+    elif db is not None:
+        (run / "optuna.db").write_text("hello\n" if db == "text" else "")
+    before = tree(run)
+    result = CliRunner().invoke(cli, ["sweep", "resume", str(run)], obj={})
+    assert result.exit_code == 2 and result.output.count("\n") == 1, result.output
+    assert result.output.startswith(f"error: {run / 'optuna.db'} cannot continue this sweep ({says})"), result.output
+    assert f"1 finished trials are safe in {run / 'ledger'}" in result.output
+    assert tree(run) == before  # nothing written: no attempt counted, no optuna tables, no Ray folder

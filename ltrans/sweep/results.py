@@ -205,3 +205,49 @@ def counts(trials: dict[int, dict]) -> dict[str, int]:
     for entry in trials.values():
         out[entry["status"]] += 1
     return out
+
+
+class StudyUnreadable(Exception):
+    """optuna.db cannot be read as the run's study; the message says why, in sqlite's or Optuna's words."""
+
+
+def study_trials(run: Path, name: str) -> list | None:
+    """The trials (Optuna FrozenTrials) of the study ``name`` in the run's optuna.db (None if there is no
+    optuna.db), read without writing (opened read-write, a damaged or empty file gets Optuna's tables).
+    StudyUnreadable when the file is empty, not a database, or holds no such study."""
+    from urllib.parse import quote
+
+    import optuna
+    from sqlalchemy.exc import SQLAlchemyError
+
+    path = (Path(run) / "optuna.db").resolve()
+    if not path.exists():
+        return None
+    if path.stat().st_size == 0:
+        raise StudyUnreadable("empty file")
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    storage = f"sqlite:///file:{quote(str(path))}?mode=ro&uri=true"
+    try:
+        return optuna.load_study(study_name=name, storage=storage).get_trials(deepcopy=False)
+    except KeyError:  # Optuna's "Record does not exist."
+        raise StudyUnreadable(f"it holds no study named {name!r}") from None
+    except (SQLAlchemyError, optuna.exceptions.OptunaError, ValueError) as err:
+        raise StudyUnreadable(one_line(getattr(err, "orig", None) or err)) from None  # without SQLAlchemy's SQL
+
+
+def check_study(run: Path, name: str, finished: dict[int, dict]) -> None:
+    """UserError when optuna.db cannot carry on the ``finished`` trials (the ledger's, by number): damaged,
+    emptied, removed or replaced, a study started afresh would number new trials over finished ones."""
+    if not finished:
+        return
+    path = Path(run) / "optuna.db"
+    try:
+        trials = study_trials(run, name)
+        why = "it is missing" if trials is None else (
+            f"it holds {len(trials)} trials, the ledger trial #{max(finished)}" if len(trials) <= max(finished) else "")
+    except StudyUnreadable as err:
+        why = f"unreadable: {err}"
+    if why:
+        raise UserError(f"{path} cannot continue this sweep ({why}); its {len(finished)} finished trials are "
+                        f"safe in {Path(run) / 'ledger'} (`ltrans sweep trials {run}`, `ltrans report {run}`): "
+                        "put the run's optuna.db back to resume it, or start a new sweep with `ltrans sweep run`")

@@ -106,6 +106,7 @@ def execute(run: Path, *, address: str | None = None, echo: Echo = print, cache_
     spec, state = load_run(run)
     ledger = results.Ledger(run)
     if len(ledger.trials()) < spec.budget:  # a finished run is not started again: no attempt, no provenance
+        results.check_study(run, spec.name, ledger.trials())  # a study that lost its trials cannot go on
         started = init_ray(address)  # before prepare: a wrong address or missing resources fail in seconds
         try:
             import ray
