@@ -10,6 +10,7 @@ import click
 
 from ltrans.cli import _store, cli
 from ltrans.cli_models import DEVICE
+from ltrans.config import MAX_SEED
 from ltrans.errors import UserError
 
 SETS = click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
@@ -99,7 +100,8 @@ def bridge_train(ctx: click.Context, pair: str, preset: str, sets: tuple[str, ..
               help="Folder for the side-by-side grid, interpolation strips and (audio) WAVs.")
 @click.option("--bridge", "bridge_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="A folder written by `ltrans bridge train` (default runs/bridge/PAIR).")
-@click.option("--seed", type=int, default=0, show_default=True, help="Which held-out examples and strips.")
+@click.option("--seed", type=click.IntRange(0, MAX_SEED), default=0, show_default=True,
+              help="Which held-out examples and strips.")
 @DEVICE
 @click.pass_context
 def translate(ctx: click.Context, pair: str, src: str, n: int, out: Path, bridge_dir: Path | None, seed: int,
@@ -181,7 +183,7 @@ def bridge_ablate(ctx: click.Context, pair: str, preset: str, studies: tuple[str
     from ltrans.ablations import STUDIES, over_seeds, summarise, variants
     from ltrans.files import writable_dir
     from ltrans.models import zoo
-    from ltrans.pipeline import MAX_SEED, load_pair, run_trial
+    from ltrans.pipeline import load_pair, run_trial
 
     base = trial_config(pair, preset, sets)
     if base.seed + seeds - 1 > MAX_SEED:  # over_seeds counts up from the config's seed

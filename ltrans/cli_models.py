@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from ltrans.cli import FORMAT, _emit, _store, cli
+from ltrans.config import MAX_SEED
 
 DEVICE = click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto",
                       show_default=True, help="Where to train; auto picks CUDA when present.")
@@ -126,7 +127,7 @@ def base_ls(ctx: click.Context, base_preset: str, fmt: str) -> None:
               help="Prior draws to decode and classify.")
 @click.option("--per-class", type=click.IntRange(1, 32), default=8, show_default=True,
               help="Most confident samples shown (and WAVs written) per class.")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=click.IntRange(0, MAX_SEED), default=0, show_default=True)
 @PRESET
 @DEVICE
 @click.pass_context

@@ -16,6 +16,11 @@ import yaml
 
 from ltrans.errors import UserError
 
+# The largest seed anywhere (trials, sweeps' seeds:, translate and sample --seed). Seeds reach torch
+# generators (which take 64 bits); 32 bits is numpy's and Optuna's range too, so a seed stays valid
+# wherever it is handed on.
+MAX_SEED = 2**32 - 1
+
 T = TypeVar("T")
 
 

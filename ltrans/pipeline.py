@@ -20,15 +20,13 @@ import torch
 from ltrans.bridge.config import BridgeConfig
 from ltrans.bridge.procrustes import fit_procrustes
 from ltrans.bridge.train import BridgeResult, _non_finite, train_bridge, translate_latents
+from ltrans.config import MAX_SEED
 from ltrans.metrics.row import MetricsRow, config_hash, git_sha
 from ltrans.metrics.transfer import Side, evaluate
 from ltrans.pairs import PAIRS
 
 METHODS = ("bridge", "procrustes")
 PROCRUSTES = ("orthogonal", "lstsq")  # ltrans.bridge.procrustes.fit_procrustes's methods
-# A trial seed seeds torch generators (which take 64 bits); 32 bits is numpy's and Optuna's range too,
-# so a seed stays valid wherever it is handed on. A sweep file's `seeds:` takes the same range.
-MAX_SEED = 2**32 - 1
 
 
 @dataclass(frozen=True)

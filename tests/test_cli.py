@@ -131,6 +131,8 @@ def test_cache_ls_verify_and_clear(tmp_path, store):
     (["data", "show", "mnist", "-o", "x", "--per-class", "0"], "--per-class"),
     (["cache", "clear", "--key", "ffffffffffff"], "no cached artifact"),
     (["data", "show", "digits8", "-o", "x", "--seed", "-1"], "--seed"),  # was a numpy traceback
+    (["translate", "mnist_mnist", "--from", "a", "-o", "x", "--seed", str(2**64)], "--seed"),  # torch overflowed
+    (["base", "sample", "mnist_vae", "-o", "x", "--seed", "-1"], "--seed"),
 ])
 def test_bad_usage_exits_2(args, message, tmp_path):
     result = CliRunner().invoke(cli, ["--cache-dir", str(tmp_path), *args])

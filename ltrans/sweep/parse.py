@@ -109,8 +109,8 @@ class _Checker:
 
 def parse_spec(raw: Any, where: str = "<sweep>") -> SweepSpec:
     """Validate a loaded YAML document into a SweepSpec (see sweeps/*.yaml for the format)."""
+    from ltrans.config import MAX_SEED
     from ltrans.pairs import PAIRS
-    from ltrans.pipeline import MAX_SEED
 
     c = _Checker(where)
     raw = _document(c, raw)
