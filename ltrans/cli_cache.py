@@ -21,10 +21,11 @@ def human_size(n: float) -> str:
 
 
 def _existing_store(ctx: click.Context):
-    """The store of --cache-dir; UserError, without creating it, if that folder does not exist (a mistyped
-    path would otherwise list 0 artifacts)."""
+    """The store of --cache-dir; UserError, without creating it, if a folder given with --cache-dir or
+    $LTRANS_CACHE does not exist (a mistyped path would otherwise list 0 artifacts). The default cache
+    not made yet is a fresh machine's: it lists 0 artifacts."""
     store = _store(ctx)
-    if not store.root.is_dir():
+    if ctx.obj["cache_dir"] is not None and not store.root.is_dir():
         raise UserError(f"cache dir {store.root} does not exist; check --cache-dir or $LTRANS_CACHE "
                         "(ltrans creates it when it first caches something)")
     return store

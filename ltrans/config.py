@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 from collections.abc import Iterable, Mapping
 from typing import Any, TypeVar
 
@@ -87,7 +88,7 @@ def coerce(value: Any, like: Any, key: str = "value") -> Any:
     if value is None:
         raise ConfigError(f"{key!r} needs a value ({_a(kind)}, like {like!r})")
     if kind is float and isinstance(value, str):  # YAML 1.1 reads 1e-3 (no dot) as a string
-        value = _finite_float(value)
+        value = yaml_float(value)
     ok = (
         (kind is bool and isinstance(value, bool))
         or (kind is int and isinstance(value, int) and not isinstance(value, bool))
@@ -105,13 +106,17 @@ def _a(kind: type) -> str:
     return f"{'an' if kind.__name__[0] in 'aeiou' else 'a'} {kind.__name__}"
 
 
-def _finite_float(text: str) -> float | str:
-    """``text`` as a finite float, or unchanged (so that the type check names it) when it is not one."""
-    try:
-        number = float(text)
-    except ValueError:
-        return text
-    return number if math.isfinite(number) else text
+# A number in exponent notation without a dot, which YAML 1.1 (PyYAML) leaves as a string: 1e-3, -2E+5.
+_EXPONENT = re.compile(r"[-+]?([0-9]+\.?[0-9]*|\.[0-9]+)[eE][-+]?[0-9]+")
+
+
+def yaml_float(value: Any) -> Any:
+    """``value`` as a float if it is a string PyYAML left unread (1e-3), finite; otherwise unchanged, so
+    that the caller's type check names it. Only ASCII exponent notation: "08" or a full-width "１" stay
+    strings, as YAML reads them."""
+    if isinstance(value, str) and _EXPONENT.fullmatch(value) and math.isfinite(number := float(value)):
+        return number
+    return value
 
 
 def parse_sets(items: Iterable[str]) -> dict[str, str]:

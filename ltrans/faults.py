@@ -18,10 +18,17 @@ class InjectedFault(RuntimeError):
 
 
 def check(cfg, step: int) -> None:
-    """Raise InjectedFault at step 1 if ``cfg`` (a BridgeConfig) matches ``LTRANS_TESTING_RAISE``."""
+    """Raise InjectedFault at step 1 if ``cfg`` (a BridgeConfig) matches ``LTRANS_TESTING_RAISE``; the
+    value is read as ``--set`` reads it (1e-3 matches 0.001). A field it does not have is a ValueError,
+    so that a typo cannot pass for a fault that never fires."""
     spec = os.environ.get(ENV)
     if not spec or step != 1:
         return
-    field, _, value = spec.partition("=")
-    if str(getattr(cfg, field.removeprefix("bridge."), None)) == value:
-        raise InjectedFault(f"{ENV}: {field}={value} at step {step}")
+    from ltrans.config import coerce
+
+    key, _, value = spec.partition("=")
+    field = key.removeprefix("bridge.")
+    if not hasattr(cfg, field):
+        raise ValueError(f"{ENV}={spec}: a bridge config has no field {field!r}")
+    if coerce(value, getattr(cfg, field), key) == getattr(cfg, field):
+        raise InjectedFault(f"{ENV}: {key}={value} at step {step}")

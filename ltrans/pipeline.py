@@ -54,8 +54,8 @@ class TrialConfig:
             raise ValueError(f"base must be 'full' or 'tiny', got {self.base!r}")
         classes = pair_classes(self.pair)  # unknown pair -> UserError listing the known ones
         if self.bridge.n_classes != classes:  # fewer fails every trial on labels >= n_classes
-            raise ValueError(f"bridge.n_classes must be {classes}, the class count of pair {self.pair}'s "
-                             f"domains; leave it unset (it follows the pair)")
+            raise ValueError(f"bridge.n_classes must be {classes}, the number of classes of pair {self.pair}'s "
+                             f"domains; set bridge.n_classes={classes}")
 
 
 def pair_classes(pair: str) -> int:

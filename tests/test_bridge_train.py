@@ -142,6 +142,12 @@ def test_the_injected_fault_raises_only_for_the_matching_config(monkeypatch):
     with pytest.raises(faults.InjectedFault, match="beta_cls=0.07 at step 1"):
         train_bridge(dataclasses.replace(TINY, beta_cls=0.07), pair.latents_a, pair.latents_b, seed=0)
     assert train_bridge(TINY, pair.latents_a, pair.latents_b, seed=0).status == "ok"
+    monkeypatch.setenv(faults.ENV, "bridge.lr=3e-3")  # read as --set reads it
+    with pytest.raises(faults.InjectedFault):
+        train_bridge(dataclasses.replace(TINY, lr=0.003), pair.latents_a, pair.latents_b, seed=0)
+    monkeypatch.setenv(faults.ENV, "bridge.lrr=0.003")  # a typo is an error, not a fault that never fires
+    with pytest.raises(ValueError, match="no field 'lrr'"):
+        train_bridge(TINY, pair.latents_a, pair.latents_b, seed=0)
     monkeypatch.delenv(faults.ENV)
     assert train_bridge(dataclasses.replace(TINY, beta_cls=0.07), pair.latents_a, pair.latents_b,
                         seed=0).status == "ok"

@@ -82,3 +82,13 @@ def test_a_missing_cache_dir_is_named_and_not_created_while_an_empty_one_has_non
     (tmp_path / "empty").mkdir()
     result = CliRunner().invoke(cli, ["--cache-dir", str(tmp_path / "empty"), "cache", command])
     assert result.exit_code == 0 and ("(0 artifacts)" if command == "ls" else "0 ok, 0 corrupted") in result.output
+
+
+@pytest.mark.parametrize("command", ["ls", "verify"])
+def test_the_default_cache_not_made_yet_lists_nothing(tmp_path, monkeypatch, command):
+    # A fresh machine: no --cache-dir, no $LTRANS_CACHE, and ~/.cache/ltrans not created yet.
+    monkeypatch.delenv("LTRANS_CACHE", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    result = CliRunner().invoke(cli, ["cache", command])
+    assert result.exit_code == 0 and ("(0 artifacts)" if command == "ls" else "0 ok, 0 corrupted") in result.output
+    assert not (tmp_path / ".cache").exists()

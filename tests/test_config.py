@@ -87,7 +87,8 @@ def test_exponent_notation_sets_a_float_field(text, number):
 
 
 @pytest.mark.parametrize("key, text", [("bridge.beta_swd", "nan"), ("bridge.beta_swd", "1e400"),
-                                       ("bridge.beta_swd", "1e-3x"), ("bridge.shared_dim", "1e1")])
+                                       ("bridge.beta_swd", "1e-3x"), ("bridge.shared_dim", "1e1"),
+                                       ("bridge.beta_swd", "\uff11e1"), ("bridge.beta_swd", "08")])
 def test_non_finite_or_non_numeric_text_and_exponents_for_ints_are_refused(key, text):
     with pytest.raises(ConfigError, match=f"takes an? (float|int) .*got '{text}'"):
         override(Outer(), {key: text})

@@ -13,6 +13,7 @@ import subprocess
 import sys
 import threading
 import time
+from contextlib import closing
 from pathlib import Path
 
 import optuna
@@ -327,7 +328,7 @@ def test_the_read_commands_write_nothing_into_the_run_folder(tmp_path):
 @pytest.mark.parametrize(("db", "says"), [
     ("text", "unreadable: file is not a database"), ("empty", "unreadable: empty file"),
     ("other", "unreadable: it holds no study named 'damaged'"), (None, "it is missing"),
-    ("fresh", "it holds 0 trials, the ledger trial #0")])
+    ("fresh", "it holds 0 trials but the ledger has finished trial #0")])
 def test_resume_refuses_a_study_that_lost_the_ledgers_trials(tmp_path, db, says):
     # A study started afresh would number new trials over the finished ones; refused before Ray starts.
     from click.testing import CliRunner
@@ -345,3 +346,36 @@ def test_resume_refuses_a_study_that_lost_the_ledgers_trials(tmp_path, db, says)
     assert result.output.startswith(f"error: {run / 'optuna.db'} cannot continue this sweep ({says})"), result.output
     assert f"1 finished trials are safe in {run / 'ledger'}" in result.output
     assert tree(run) == before  # nothing written: no attempt counted, no optuna tables, no Ray folder
+
+
+def test_check_study_accepts_a_study_holding_the_ledgers_trials_and_reads_odd_folder_names(tmp_path):
+    import shutil
+    import sqlite3
+
+    from ltrans.sweep.results import StudyUnreadable, check_study, study_trials
+
+    plain, odd = tmp_path / "plain", tmp_path / "q?m#h%41"  # sqlite URIs decode ?, # and % once: no misreads
+    plain.mkdir()
+    odd.mkdir()
+    study = optuna.create_study(study_name="s", storage=f"sqlite:///{plain}/optuna.db")
+    for _ in range(3):
+        study.tell(study.ask(), 0.5)
+    shutil.copy(plain / "optuna.db", odd / "optuna.db")
+    for run in (plain, odd):
+        before = tree(tmp_path)
+        assert len(study_trials(run, "s")) == 3
+        check_study(run, "s", {0: {}, 2: {}})  # trial numbers 0..2: exactly enough
+        with pytest.raises(Exception, match="holds 3 trials but the ledger has finished trial #3"):
+            check_study(run, "s", {3: {}})
+        assert tree(tmp_path) == before  # nothing written anywhere
+    other = tmp_path / "other"
+    other.mkdir()
+    with closing(sqlite3.connect(other / "optuna.db")) as db:
+        db.execute("CREATE TABLE foo (x)")
+    with pytest.raises(StudyUnreadable, match="a SQLite file, but not an Optuna database"):
+        study_trials(other, "s")
+    with closing(sqlite3.connect(plain / "optuna.db")) as db:  # a schema from another Optuna version
+        db.execute("UPDATE alembic_version SET version_num = 'v0.9.0.a'")
+        db.commit()
+    with pytest.raises(StudyUnreadable, match="version"):
+        study_trials(plain, "s")

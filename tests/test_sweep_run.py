@@ -194,6 +194,28 @@ def test_an_unreachable_address_fails_in_seconds_and_leaves_the_out_folder_as_it
     assert [p.name for p in (tmp_path / "mine").iterdir()] == ["notes.txt"]  # only the sweep's files went
 
 
+def test_an_out_folder_with_run_files_of_the_users_is_refused_and_an_existing_one_is_kept(tmp_path):
+    from click.testing import CliRunner
+
+    from ltrans.cli import cli
+
+    sock, address = refusing_address()
+    spec = tiny_sweep(tmp_path)
+    (tmp_path / "exp").mkdir()
+    (tmp_path / "exp" / "sweep.yaml").write_bytes(spec.read_bytes())  # `cd exp; ltrans sweep run sweep.yaml -o .`
+    (tmp_path / "empty").mkdir()
+    with sock:
+        mine = CliRunner().invoke(cli, ["sweep", "run", str(tmp_path / "exp" / "sweep.yaml"), "--address", address,
+                                        "-o", str(tmp_path / "exp")], obj={})
+        empty = CliRunner().invoke(cli, ["sweep", "run", str(spec), "--address", address,
+                                         "-o", str(tmp_path / "empty")], obj={})
+    assert mine.exit_code == 2 and mine.output == f"error: {tmp_path / 'exp'} already holds sweep.yaml but is no " \
+        "sweep run folder; choose a new or empty -o folder\n"
+    assert (tmp_path / "exp" / "sweep.yaml").read_bytes() == spec.read_bytes()  # neither overwritten nor deleted
+    assert empty.exit_code == 2 and "nothing answers" in empty.output
+    assert (tmp_path / "empty").is_dir() and not any((tmp_path / "empty").iterdir())  # there before: it stays
+
+
 def test_a_malformed_address_is_one_error_naming_it(tmp_path):
     proc = sweep_cli("run", str(tiny_sweep(tmp_path)), "--address", "bogus", "--out", str(tmp_path / "run"),
                      timeout=120)
@@ -247,3 +269,20 @@ def test_ray_tunes_own_resume_hint_is_not_shown(caplog):
     finally:
         tune_log.removeFilter(_no_restore_hint)
     assert [r.getMessage() for r in caplog.records] == ["another warning"]
+
+
+def test_the_address_probe_parses_what_ray_takes_and_refuses_impossible_ports():
+    from ltrans.errors import UserError
+    from ltrans.sweep.runner import _probe
+
+    sock, address = refusing_address()
+    port = address.rsplit(":", 1)[1]
+    with sock:
+        for form in (address, f"ray://{address}", f"localhost:{port}"):  # each one is probed: refused
+            with pytest.raises(UserError, match=f"nothing answers at --address {re.escape(form)}"):
+                _probe(form)
+    for left_to_ray in ("auto", "bogus", "::1", "fe80::1:6379"):  # no host:port to probe
+        _probe(left_to_ray)
+    for bad in ("127.0.0.1:99999", "127.0.0.1:0"):  # 99999 would be wrapped to another port
+        with pytest.raises(UserError, match="outside 1-65535"):
+            _probe(bad)

@@ -12,6 +12,7 @@ from typing import Any
 
 import yaml
 
+from ltrans.config import yaml_float
 from ltrans.errors import UserError
 from ltrans.sweep.spec import (
     BASES,
@@ -79,11 +80,7 @@ class _Checker:
 
     def number(self, key: str, value: Any, *, integer: bool = False, minimum: float | None = None,
                maximum: float | None = None) -> Any:
-        if isinstance(value, str):  # YAML 1.1 reads 1e-4 (no dot) as a string
-            try:
-                value = float(value)
-            except ValueError:
-                pass
+        value = yaml_float(value)  # YAML 1.1 reads 1e-4 (no dot) as a string
         ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
         if ok and integer:
             ok = float(value).is_integer()

@@ -213,9 +213,12 @@ class StudyUnreadable(Exception):
 
 def study_trials(run: Path, name: str) -> list | None:
     """The trials (Optuna FrozenTrials) of the study ``name`` in the run's optuna.db (None if there is no
-    optuna.db), read without writing (opened read-write, a damaged or empty file gets Optuna's tables).
-    StudyUnreadable when the file is empty, not a database, or holds no such study."""
-    from urllib.parse import quote
+    optuna.db). Read-only (read-write, a damaged or empty file would get Optuna's tables written into it),
+    unless a hot journal is there (a driver killed mid-commit), which only a writer can roll back, as
+    the resume would next. StudyUnreadable when the file is empty, not an Optuna database, or holds
+    no such study."""
+    import sqlite3
+    from contextlib import closing
 
     import optuna
     from sqlalchemy.exc import SQLAlchemyError
@@ -225,26 +228,45 @@ def study_trials(run: Path, name: str) -> list | None:
         return None
     if path.stat().st_size == 0:
         raise StudyUnreadable("empty file")
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    storage = f"sqlite:///file:{quote(str(path))}?mode=ro&uri=true"
+    uri = path.as_uri() + ("" if path.with_name(path.name + "-journal").exists() else "?mode=ro")
+
+    def connect() -> sqlite3.Connection:
+        return sqlite3.connect(uri, uri=True, check_same_thread=False)
+
     try:
+        with closing(connect()) as db:
+            tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    except sqlite3.Error as err:  # e.g. "file is not a database"
+        raise StudyUnreadable(str(err)) from None
+    if not {"studies", "trials", "version_info"} <= tables:
+        raise StudyUnreadable("a SQLite file, but not an Optuna database")
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    storage = None
+    try:
+        storage = optuna.storages.RDBStorage("sqlite://", engine_kwargs={"creator": connect}, skip_table_creation=True)
         return optuna.load_study(study_name=name, storage=storage).get_trials(deepcopy=False)
     except KeyError:  # Optuna's "Record does not exist."
         raise StudyUnreadable(f"it holds no study named {name!r}") from None
-    except (SQLAlchemyError, optuna.exceptions.OptunaError, ValueError) as err:
-        raise StudyUnreadable(one_line(getattr(err, "orig", None) or err)) from None  # without SQLAlchemy's SQL
+    except (SQLAlchemyError, optuna.exceptions.OptunaError, ValueError, RuntimeError, AssertionError) as err:
+        # RuntimeError: a schema from another Optuna version; sqlite's own words, without SQLAlchemy's SQL
+        raise StudyUnreadable(one_line(getattr(err, "orig", None) or err)) from None
+    finally:
+        if storage is not None:
+            storage.engine.dispose()
 
 
 def check_study(run: Path, name: str, finished: dict[int, dict]) -> None:
     """UserError when optuna.db cannot carry on the ``finished`` trials (the ledger's, by number): damaged,
-    emptied, removed or replaced, a study started afresh would number new trials over finished ones."""
+    emptied, removed, or holding fewer trials than the ledger numbers, a study started afresh would
+    number new trials over finished ones."""
     if not finished:
         return
     path = Path(run) / "optuna.db"
     try:
         trials = study_trials(run, name)
         why = "it is missing" if trials is None else (
-            f"it holds {len(trials)} trials, the ledger trial #{max(finished)}" if len(trials) <= max(finished) else "")
+            f"it holds {len(trials)} trials but the ledger has finished trial #{max(finished)}"
+            if len(trials) <= max(finished) else "")
     except StudyUnreadable as err:
         why = f"unreadable: {err}"
     if why:

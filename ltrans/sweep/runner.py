@@ -31,6 +31,8 @@ from ltrans.sweep import results
 from ltrans.sweep.spec import SweepSpec, load_spec
 
 STATE = results.STATE
+# What a run folder holds besides STATE (create_run writes the first three, a start the rest).
+RUN_FILES = ("sweep.yaml", "provenance.json", "ledger", "optuna.db", "tune", "trials.parquet", "curves.parquet")
 Echo = Callable[[str], None]
 
 
@@ -62,11 +64,15 @@ def create_run(spec_path: Path, out: Path | None, smoke: bool, argv: list[str]) 
     run = run.expanduser().resolve()  # Tune needs absolute storage paths
     if (run / STATE).exists():
         raise UserError(f"{run} already holds a sweep; continue it with `ltrans sweep resume {run}`")
+    if clash := [name for name in RUN_FILES if (run / name).exists()]:  # never overwrite (or later discard) them
+        raise UserError(f"{run} already holds {', '.join(clash)} but is no sweep run folder; choose a new or empty "
+                        "-o folder")
+    made_folder = not run.exists()
     (run / "ledger").mkdir(parents=True, exist_ok=True)
     atomic_write_text(run / "sweep.yaml", f"# resolved from {spec_path}\n"
                       + yaml.safe_dump(spec.to_dict(), sort_keys=False))
     # The code version is fixed at the first start: content keys stay stable across resumes.
-    state = {"code_version": git_sha(), "source": str(spec_path), "attempts": 0}
+    state = {"code_version": git_sha(), "source": str(spec_path), "attempts": 0, "made_folder": made_folder}
     atomic_write_json(run / STATE, state)
     results.write_provenance(run, state["code_version"], argv)
     return run
@@ -83,7 +89,7 @@ def load_run(run: Path) -> tuple[SweepSpec, dict]:
 def discard_unstarted(run: Path) -> bool:
     """Remove what create_run wrote when no start got as far as preparing (0 attempts, no finished trial),
     so that the same ``ltrans sweep run -o`` works again; True if it did. Files of the user's in the
-    folder stay, and so does the folder then."""
+    folder stay, and so does a folder that existed before (create_run refuses one holding RUN_FILES)."""
     run = Path(run)
     try:
         state = results.read_state(run)
@@ -93,7 +99,7 @@ def discard_unstarted(run: Path) -> bool:
         return False
     for name in (STATE, "sweep.yaml", "provenance.json"):  # state.json first: without it this is no sweep
         (run / name).unlink(missing_ok=True)
-    for folder in (run / "ledger", run):
+    for folder in (run / "ledger", run) if state.get("made_folder") else (run / "ledger",):
         with suppress(OSError):  # not empty: it holds something create_run did not write
             folder.rmdir()
     return True
@@ -190,10 +196,13 @@ PROBE_TIMEOUT_S = 5.0  # a head that answers does so in milliseconds; ray.init w
 
 def _probe(address: str) -> None:
     """UserError unless something accepts a TCP connection at a host:port address within PROBE_TIMEOUT_S
-    (ray.init keeps retrying an unreachable GCS for minutes); 'auto' and malformed ones are left to Ray."""
+    (ray.init keeps retrying an unreachable GCS for minutes). 'auto', a bare IPv6 address and other forms
+    than host:port are left to Ray; a port outside 1..65535 is refused (the C library would wrap it)."""
     host, _, port = address.split("://", 1)[-1].rpartition(":")
-    if not host or not port.isdigit():
+    if not host or not port.isdigit() or (":" in host and not host.startswith("[")):
         return
+    if not 0 < int(port) < 65536:
+        raise UserError(f"--address {address} has port {port}, outside 1-65535; {_ADDRESS_FIX}")
     try:
         socket.create_connection((host.strip("[]"), int(port)), timeout=PROBE_TIMEOUT_S).close()
     except OSError as err:  # refused, timed out, unknown host
