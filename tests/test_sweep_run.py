@@ -286,3 +286,13 @@ def test_the_address_probe_parses_what_ray_takes_and_refuses_impossible_ports():
     for bad in ("127.0.0.1:99999", "127.0.0.1:0"):  # 99999 would be wrapped to another port
         with pytest.raises(UserError, match="outside 1-65535"):
             _probe(bad)
+
+
+def test_a_run_folder_whose_path_the_study_url_cannot_hold_is_refused_before_anything_is_written(tmp_path):
+    from ltrans.errors import UserError
+    from ltrans.sweep.runner import create_run
+
+    for name in ("a?b", "a#b", "a%41b"):
+        with pytest.raises(UserError, match="cannot hold; choose an -o path without"):
+            create_run(tiny_sweep(tmp_path), tmp_path / name, smoke=False, argv=["test"])
+        assert not (tmp_path / name).exists()

@@ -64,6 +64,9 @@ def create_run(spec_path: Path, out: Path | None, smoke: bool, argv: list[str]) 
     run = run.expanduser().resolve()  # Tune needs absolute storage paths
     if (run / STATE).exists():
         raise UserError(f"{run} already holds a sweep; continue it with `ltrans sweep resume {run}`")
+    if odd := sorted(set("?#%") & set(str(run))):  # the study's sqlite:/// URL would cut or decode the path
+        raise UserError(f"the run folder {run} has {' '.join(odd)} in its path, which the study's SQLite URL "
+                        "cannot hold; choose an -o path without ?, # and %")
     if clash := [name for name in RUN_FILES if (run / name).exists()]:  # never overwrite (or later discard) them
         raise UserError(f"{run} already holds {', '.join(clash)} but is no sweep run folder; choose a new or empty "
                         "-o folder")
