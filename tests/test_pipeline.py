@@ -106,8 +106,8 @@ def test_config_for_another_pair_is_refused(pair):
 
 
 REFUSED = [  # settings that passed validation and then failed every trial, or ran with a typo kept
-    ({"bridge.n_classes": 5}, "bridge.n_classes must be 10, the number of classes of pair mnist_mnist's domains; "
-                              "set bridge.n_classes=10"),
+    ({"bridge.n_classes": 5}, ("bridge.n_classes must be 10, the number of classes of pair mnist_mnist's domains; "
+                              "set bridge.n_classes=10")),
     ({"bridge.n_classes": 11}, "bridge.n_classes must be 10"),
     ({"procrustes": "foo"}, "procrustes must be one of ('orthogonal', 'lstsq'), got 'foo'"),
     ({"method": "procrustes", "procrustes": "foo"}, "procrustes must be one of"),
