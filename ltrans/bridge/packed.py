@@ -170,12 +170,12 @@ class Pack:
         step = 0
         on_eval, should_stop, on_end, after_step = (None if f is None else self._timed(f)
                                                     for f in (on_eval, should_stop, on_end, after_step))
+        for member in self.members:
+            faults.check(member.cfg)
         mark, outside = time.perf_counter(), self.callback_s  # training time is counted from mark on
         while self.active:
             step += 1
             training = list(self.active)
-            for k in training:
-                faults.check(self.members[k].cfg, step)
             total, parts = self.losses(*self.draw())
             finite = torch.isfinite(total)
             failed = set()

@@ -262,8 +262,8 @@ def _train(cfg: BridgeConfig, latents_a: Latents, latents_b: Latents, seed: int,
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.Adam(params, lr=cfg.lr)
     model.train()
+    faults.check(cfg)
     for step in range(1, cfg.steps + 1):
-        faults.check(cfg, step)
         draws = draw_step(dom, cfg, step_gen)
         loss, parts = bridge_loss(_forward(model, draws, cfg), cfg, step_gen, model.classify)
         if not bool(torch.isfinite(loss)):
