@@ -18,7 +18,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import replace
 from typing import Any
 
-from ltrans.config import override
+from ltrans.config import MAX_SEED, override
 from ltrans.errors import UserError
 from ltrans.pipeline import TrialConfig
 
@@ -89,6 +89,10 @@ def over_seeds(rows: list[Variant], seeds: int) -> list[Variant]:
     short still has every variant at the first seeds."""
     if seeds < 1:
         raise UserError(f"--seeds must be >= 1, got {seeds}")
+    first = max((cfg.seed for _, _, cfg in rows), default=0)
+    if first + seeds - 1 > MAX_SEED:  # checked here, not as each replace() raises a bare ValueError
+        raise UserError(f"--seeds {seeds} from seed {first} goes past the largest seed, {MAX_SEED}; "
+                        f"use a lower --set seed or fewer --seeds")
     return [(study, name, replace(cfg, seed=cfg.seed + i)) for i in range(seeds) for study, name, cfg in rows]
 
 
