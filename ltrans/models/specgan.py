@@ -76,7 +76,7 @@ class SpecGANConfig:
     beta1: float = 0.5  # Adam's first beta, DCGAN's; SAGAN's 0 with hinge loss was worse here (measured)
     loss: str = "ns"  # "ns" (non-saturating) or "hinge"
     # Random time shift of every clip the critic sees, real and fake alike (DiffAugment, Zhao et al.
-    # 2020, arXiv 2006.10738): 2,400 clips are few for a GAN, and a word's onset time is not its identity.
+    # 2020, arXiv 2006.10738): 8,000 clips are few for a GAN, and a word's onset time is not its identity.
     max_shift: int = 4
     max_band_shift: int = 2  # the same for mel bands (a small pitch/formant scaling), 0 = off
     cutout: int = 16  # side of a square zeroed at a random place in each clip the critic sees, 0 = off
