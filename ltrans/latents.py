@@ -76,9 +76,10 @@ class GanSelection:
 # >= 7,000 draws, at most 400,000; 100 per class held out for evaluation. mnist_gan: 140,000 draws
 # (~2 minutes on one CPU thread; its rarest argmax class, "four", needs them: with the 60,000 that gave
 # every class 1,700 confident draws it kept 1,700 of 2,204 fours, and the paper-preset mnist_vae_gan
-# bridge then reached 0.937 / 0.757 against 0.948 / 0.824 with the 140,000). spoken_specgan: 200,000
-# (~10 minutes; its rarest digit, "eight", is 0.9% of its draws at >= 0.9 and ~4% by argmax, so the
-# 1,700 confident eights decide). "tiny" base models (tests) keep few, with no threshold.
+# bridge then reached 0.937 / 0.757 against 0.948 / 0.824 with the 140,000). spoken_specgan: 200,000 on
+# the 300-clip dataset (~10 minutes; its rarest digit, "eight", 0.9% of its draws at >= 0.9, so the 1,700
+# confident eights decided), 100,000 on the 1,000-clip one (2026-12-07, 236 s on two threads: "eight"
+# 1.9% at >= 0.9, 8% by argmax). "tiny" base models (tests) keep few, with no threshold.
 GAN_SELECTION = {"full": GanSelection(20_000, 1_700, 100, 0.9, 400_000, candidates=7_000),
                  "tiny": GanSelection(2_000, 20, 5, 0.0, 2_000)}
 GAN_MIN_CONFIDENCE = GAN_SELECTION["full"].min_confidence

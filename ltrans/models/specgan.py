@@ -247,6 +247,9 @@ def train_specgan(
 # 905, 797, 230, 1225, 1728, 183, 506]: "five" and "eight" are rarely sharp enough, so gan_selection draws
 # more rounds until each class has its 1,700 (ltrans.latents.GAN_SELECTION: ~200,000 draws). EMA decays
 # 0.999 / 0.9995 scored lower than 0.995 at every checkpoint (36.7 / 34.4% at 12k).
+# On the 1,000-clip dataset (2026-12-07; 12,000 steps, 5,134 s on one thread beside other jobs), judged by
+# the classifier retrained on it: 41.5% of 2,000 draws confident, per class [81, 89, 53, 105, 59, 38, 148,
+# 145, 33, 79]; its latent dataset needs 100,000 draws ("eight" 1.9% of them at >= 0.9).
 BASE_MODELS.register(
     "spoken_specgan",
     BaseSpec(
