@@ -213,7 +213,7 @@ class StudyUnreadable(Exception):
 
 def study_trials(run: Path, name: str) -> list | None:
     """The trials (Optuna FrozenTrials) of the study ``name`` in the run's optuna.db (None if there is no
-    optuna.db). Read-only (read-write, a damaged or empty file would get Optuna's tables written into it),
+    optuna.db). Read-only (opened read-write, a damaged or empty file would get Optuna's tables written into it),
     unless a hot journal is there (a driver killed mid-commit), which only a writer can roll back, as
     the resume would next. StudyUnreadable when the file is empty, not an Optuna database, or holds
     no such study."""
