@@ -16,8 +16,9 @@ from ltrans.cli import _emit, cli
 
 RUN_DIR = click.Path(exists=True, file_okay=False, path_type=Path)
 ADDRESS = click.option("--address", default=None, metavar="ADDR",
-                       help="Join a running Ray cluster ('auto' on its head node); default: a local Ray on "
-                            "127.0.0.1 without dashboard.")
+                       help="Join a running Ray cluster ('auto' on its head node; a token cluster needs its token, "
+                            "see cluster.yaml); default: a local Ray of this sweep's own on 127.0.0.1, without "
+                            "dashboard, with a one-off token.")
 
 
 @cli.group()

@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def bench(name: str, tmp_path: Path, *args: str, timeout: int = 600) -> tuple[str, dict]:
     out = tmp_path / f"{name}.json"
-    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "LTRANS_RAY_CPUS": "2"}
+    env = {**os.environ, "LTRANS_RAY_CPUS": "2"}
     proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / f"{name}.py"), "--quick", "--threads", "1",
                            "--device", "cpu", "--json", str(out), *args],
                           capture_output=True, text=True, timeout=timeout, env=env, cwd=ROOT, check=False)

@@ -43,6 +43,17 @@ def test_cluster_yaml_has_a_head_and_a_gpu_worker_that_install_this_package():
     assert os.path.isdir(ROOT / "sweeps")
 
 
+def test_cluster_yaml_starts_every_ray_node_with_token_authentication_and_ships_the_token():
+    config = cluster()
+    starts = config["head_start_ray_commands"] + config["worker_start_ray_commands"]
+    ray_starts = [c for c in starts if "ray start" in c]
+    assert len(ray_starts) == 2 and all(c.startswith("RAY_AUTH_MODE=token ") for c in ray_starts), ray_starts
+    assert "disabled" not in " ".join(starts)
+    # Ray reads ~/.ray/auth_token when neither RAY_AUTH_TOKEN nor RAY_AUTH_TOKEN_PATH is set.
+    assert config["file_mounts"]["~/.ray/auth_token"] == "~/.ray/auth_token"
+    assert "--dashboard-host=127.0.0.1" in ray_starts[0]
+
+
 def test_a_broken_cluster_yaml_is_caught_by_the_schema():
     import pytest
     import ray.autoscaler

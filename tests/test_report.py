@@ -63,7 +63,7 @@ def browse(chromium: str, page: Path, profile: Path, *args: str) -> subprocess.C
 def smoke_run(tmp_path_factory, _session_cache) -> Path:
     """A finished smoke sweep: `ltrans sweep run sweeps/demo.yaml --smoke-test --out DIR`."""
     run = tmp_path_factory.mktemp("report") / "demo-smoke"
-    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "LTRANS_RAY_CPUS": "2"}
+    env = {**os.environ, "LTRANS_RAY_CPUS": "2"}
     proc = subprocess.run([sys.executable, "-m", "ltrans", "sweep", "run", "sweeps/demo.yaml", "--smoke-test",
                            "--out", str(run)], capture_output=True, text=True, timeout=900, env=env, cwd=ROOT,
                           check=False)

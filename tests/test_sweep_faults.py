@@ -40,7 +40,7 @@ def sweep_file(tmp_path: Path, name: str, **changes) -> Path:
 
 
 def start_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen:
-    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "LTRANS_RAY_CPUS": "2", **(env or {})}
+    env = {**os.environ, "LTRANS_RAY_CPUS": "2", **(env or {})}
     return subprocess.Popen([sys.executable, "-c", CLI, "sweep", *args], stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, env=env, cwd=ROOT, start_new_session=True)
 

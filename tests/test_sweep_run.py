@@ -21,7 +21,7 @@ CLI = "import ltrans.cli_sweep; from ltrans.cli import main; main()"
 
 
 def sweep_cli(*args: str, timeout: int = 600, cpus: int = 2) -> subprocess.CompletedProcess:
-    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "LTRANS_RAY_CPUS": str(cpus)}
+    env = {**os.environ, "LTRANS_RAY_CPUS": str(cpus)}
     return subprocess.run([sys.executable, "-c", CLI, "sweep", *args], capture_output=True, text=True,
                           timeout=timeout, env=env, cwd=ROOT, check=False)
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import os
+import secrets
 import socket
 import sys
 import time
@@ -165,19 +166,33 @@ def prepare(spec: SweepSpec, cache_root: Path | None, echo: Echo) -> dict:
 
 
 def init_ray(address: str | None) -> bool:
-    """Join ``address`` or start a local Ray on 127.0.0.1 without dashboard; True if we started it."""
+    """Join ``address`` or start a local Ray on 127.0.0.1 without dashboard; True if we started it.
+
+    A local Ray requires token authentication with a token of this process only (``local_auth``), so
+    other users of the machine cannot submit work through its loopback ports."""
     if address:
         import ray
+        from ray.exceptions import AuthenticationError
 
         if not ray.is_initialized():
             _probe(address)
-            try:
-                ray.init(address=address)
-            except (ConnectionError, ValueError) as err:  # ValueError: not an address Ray can parse
+            try:  # Ray's INFO lines would advise `ray stop` for what is often a missing token
+                ray.init(address=address, logging_level=logging.WARNING)
+            except AuthenticationError:  # RAY_AUTH_MODE=token here, but no token to send
+                raise UserError(f"cannot join the Ray cluster at --address {address}: token authentication is on "
+                                f"here but no token was found; {_TOKEN_FIX}") from None
+            except ValueError as err:  # not an address Ray can parse
                 raise UserError(f"cannot join a Ray cluster at --address {address} ({one_line(err, 300)}); "
                                 f"{_ADDRESS_FIX}") from None
+            except ConnectionError as err:  # something answered (the probe), but no Ray let us in
+                raise UserError(f"cannot join a Ray cluster at --address {address} ({one_line(err, 300)}); if it "
+                                f"is a Ray head started with token authentication (cluster.yaml starts one so), "
+                                f"{_TOKEN_FIX}; else {_ADDRESS_FIX}") from None
         return False
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # no token prompt for a private local instance
+    if local_auth(os.environ) and "ray" in sys.modules:
+        from ray._raylet import Config
+
+        Config.initialize("")  # Ray reads RAY_AUTH_MODE once, on import: re-read it (as Ray's own switch does)
     # _node_ip_address="127.0.0.1" alone is turned into the host's routable IP on Linux and every
     # server listens on all interfaces; this switch makes Ray bind to loopback (measured with `ss`).
     os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
@@ -187,13 +202,30 @@ def init_ray(address: str | None) -> bool:
     ray_constants.ENABLE_RAY_CLUSTER = False  # read from the environment when ray was first imported
     if ray.is_initialized():
         return False
-    ray.init(num_cpus=int(os.environ.get("LTRANS_RAY_CPUS", os.cpu_count() or 1)), include_dashboard=False,
-             _node_ip_address="127.0.0.1", log_to_driver=False)
+    # address="local": a new instance even where `ray start` left one (ray.init would join that one).
+    ray.init(address="local", num_cpus=int(os.environ.get("LTRANS_RAY_CPUS", os.cpu_count() or 1)),
+             include_dashboard=False, _node_ip_address="127.0.0.1", log_to_driver=False)
+    return True
+
+
+def local_auth(env: dict[str, str]) -> bool:
+    """Set ``env`` (os.environ) for a local Ray with token authentication: RAY_AUTH_MODE=token and, unless
+    a token is given (RAY_AUTH_TOKEN or RAY_AUTH_TOKEN_PATH), a fresh random one in RAY_AUTH_TOKEN that
+    the workers inherit and nothing writes to disk (Ray's own default would save one to ~/.ray/auth_token).
+    A RAY_AUTH_MODE the user set is kept: ``RAY_AUTH_MODE=disabled`` turns authentication off. True if it
+    changed ``env``."""
+    if "RAY_AUTH_MODE" in env:
+        return False
+    env["RAY_AUTH_MODE"] = "token"
+    if not env.get("RAY_AUTH_TOKEN") and not env.get("RAY_AUTH_TOKEN_PATH"):
+        env["RAY_AUTH_TOKEN"] = secrets.token_hex(32)
     return True
 
 
 _ADDRESS_FIX = ("start one with `ray start --head` or give its head's address (host:port, or 'auto' on the head "
                 "node), or leave out --address for a local Ray")
+_TOKEN_FIX = ("run with RAY_AUTH_MODE=token and the cluster's token in ~/.ray/auth_token, RAY_AUTH_TOKEN_PATH or "
+              "RAY_AUTH_TOKEN (`ray get-auth-token` on the head prints it)")
 PROBE_TIMEOUT_S = 5.0  # a head that answers does so in milliseconds; ray.init would retry for minutes
 
 
