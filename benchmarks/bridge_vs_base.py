@@ -106,10 +106,10 @@ def bridge_run(pair: str, cfg, data, device: str) -> dict:
     """Train the pair's bridge, measuring transfer accuracy at POINTS points (evaluation time excluded)."""
     from ltrans.bridge.packed import Member, Pack
     from ltrans.bridge.train import translate_latents
-    from ltrans.metrics.transfer import balanced_index, direction_metrics
+    from ltrans.metrics.transfer import EVAL_SEED, balanced_index, direction_metrics
 
     bridge = dataclasses.replace(cfg.bridge, eval_every=max(1, cfg.bridge.steps // POINTS))
-    z = {s: side.latents.test.mu[balanced_index(side.latents.test.y, cfg.n_eval, cfg.seed)]
+    z = {s: side.latents.test.mu[balanced_index(side.latents.test.y, cfg.n_eval, EVAL_SEED)]
          for s, side in (("a", data.a), ("b", data.b))}
     # Our own clock, from before the pack is built (its setup counts, as train_bridge's wall_s counts
     # it) to each point, less the evaluations so far: it does not depend on what the pack's wall_s counts.

@@ -164,7 +164,7 @@ def _evaluate_bridge(result: BridgeResult, data: PairData, cfg: TrialConfig) -> 
         with torch.no_grad():
             return model.decode(code.to(device), "a"), model.decode(code.to(device), "b")
 
-    return evaluate(translate, data.a, data.b, n_eval=cfg.n_eval, seed=cfg.seed, sample_joint=sample_joint)
+    return evaluate(translate, data.a, data.b, n_eval=cfg.n_eval, sample_joint=sample_joint)
 
 
 def _run_procrustes(cfg: TrialConfig, data: PairData, resolved: dict) -> tuple[MetricsRow, Any]:
@@ -188,7 +188,7 @@ def _run_procrustes(cfg: TrialConfig, data: PairData, resolved: dict) -> tuple[M
         return fitted.a_to_b(z) if src == "a" else fitted.b_to_a(z)
 
     start = time.perf_counter()
-    metrics = evaluate(translate, data.a, data.b, n_eval=cfg.n_eval, seed=cfg.seed, with_reconstruction=False)
+    metrics = evaluate(translate, data.a, data.b, n_eval=cfg.n_eval, with_reconstruction=False)
     if bad := _non_finite_metrics(metrics):
         return failed(bad, fit_seconds, time.perf_counter() - start, metrics)
     row = MetricsRow(cfg.pair, cfg.method, cfg.seed, config_hash(resolved), "ok", "", 0, fit_seconds,

@@ -81,6 +81,20 @@ def test_procrustes_baseline_runs_on_the_same_path_and_needs_labels(pair):
     assert row0.status == "failed" and "n_sup" in row0.reason
 
 
+def test_a_seed_changes_training_never_the_evaluation(pair):
+    # Procrustes on all labels uses no randomness, so all a trial seed could change is the evaluation's
+    # own choices (held-out subset: 200 of the tiny split's 1,000; interpolation paths; joint draws).
+    from ltrans.metrics.transfer import balanced_index
+
+    test_y = pair.a.latents.test.y
+    assert not torch.equal(balanced_index(test_y, 200, 0), balanced_index(test_y, 200, 1))  # seeds would differ
+    cfg = override(smoke("mnist_mnist"), {"method": "procrustes", "bridge.n_sup": -1})
+    rows = [run_trial(override(cfg, {"seed": seed}), pair)[0] for seed in (0, 1)]
+    keep = lambda r: {k: v for k, v in r.flat().items() if not k.endswith("_seconds") and k not in ("seed", "config_hash")}
+    assert rows[0].status == rows[1].status == "ok"
+    assert keep(rows[0]) == keep(rows[1])
+
+
 def with_nan(data, side: str, part: str):
     """``data`` with one non-finite value in the ``part`` ("train" or "test") latents of ``side``."""
     split = getattr(data, side).latents
