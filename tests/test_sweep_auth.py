@@ -78,14 +78,20 @@ def test_rays_answer_only_to_their_token_and_joining_without_it_is_one_clear_err
     home = tmp_path / "home"
     home.mkdir()
     cluster_token = secrets.token_hex(32)
-    head, (head_address,) = start(HEAD, clean_env(home, RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=cluster_token))
-    # RAY_ADDRESS would make a plain ray.init() join the head: a sweep without --address starts its own Ray.
-    local, (local_address, local_token) = start(LOCAL, clean_env(home, RAY_ADDRESS=head_address))
+    head, printed = start(HEAD, clean_env(home, RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=cluster_token))
+    servers = [head]
     try:
+        (head_address,) = printed
+        # RAY_ADDRESS would make a plain ray.init() join the head: a sweep without --address starts its own.
+        local, printed = start(LOCAL, clean_env(home, RAY_ADDRESS=head_address))
+        servers.append(local)
+        local_address, local_token = printed
         assert local_address.startswith("127.0.0.1:") and local_address != head_address
         assert len(local_token) == 64 and local_token != cluster_token
         sweep = [sys.executable, "-c", CLI, "sweep", "run", str(tiny_sweep(tmp_path)), "--address", head_address, "-o"]
-        cases = {  # name: (command, RAY_AUTH_* of its environment); a refusal takes Ray ~20 s: all run side by side
+        # name: (JOIN, its address, its mode, RAY_AUTH_* of its environment) or (None, ...) for the sweep CLI;
+        # a refusal takes Ray ~20 s of retries: all run side by side.
+        cases = {
             "local, no auth": (JOIN, local_address, "loopback", {"RAY_AUTH_MODE": "disabled"}),
             "local, its token": (JOIN, local_address, "loopback", {"RAY_AUTH_MODE": "token",
                                                                    "RAY_AUTH_TOKEN": local_token}),
@@ -96,12 +102,13 @@ def test_rays_answer_only_to_their_token_and_joining_without_it_is_one_clear_err
         }
         procs = {}
         for name, (*argv, auth) in cases.items():
-            command = [*sweep, str(tmp_path / name)] if argv == [None] else [sys.executable, "-c", *argv]
+            run_dir = tmp_path / name.replace(", ", "-").replace(" ", "-")
+            command = [*sweep, str(run_dir)] if argv == [None] else [sys.executable, "-c", *argv]
             procs[name] = subprocess.Popen(command, env=clean_env(home, **auth), stdout=subprocess.PIPE,
                                            stderr=subprocess.PIPE, text=True, cwd=ROOT)
         out = {name: proc.communicate(timeout=240) + (proc.returncode,) for name, proc in procs.items()}
     finally:
-        for server in (local, head):
+        for server in servers:
             server.stdin.close()
             server.wait(timeout=60)
     assert out["local, its token"][0].strip() == "joined 1" and out["head, its token"][0].strip() == "joined 1"
