@@ -4,8 +4,10 @@ Settings are the authors' run notes (DESIGN.md section 1 table). Steps are scale
 data: the paper's 20k-50k steps at batch 512 are ~170-430 passes over 60k examples; our domains
 have 4,000-8,000 training latents, and the bridges converge in far fewer steps (measured in the
 issue-4 closing note), so each pair's ``paper`` setting keeps the authors' values and sets ``steps``.
-mnist_spoken's GAN side has the paper's size (16,000 latents): there a 4x512 bridge still gains from
-4,000 to 8,000 steps (0.834 -> 0.869 A->B, 0.800 -> 0.812 B->A) and no more by 16,000 or 24,000 (README).
+mnist_spoken's GAN side has the paper's size (16,000 latents, where the authors ran 50k steps), so its
+bridge gets 8,000: the paper's 8x1024 bridge reaches 0.899 / 0.798 there against 0.849 / 0.757 after
+4,000 (2026-12-07, seed 0; a 4x512 one gained from 4,000 to 8,000 steps and no more by 16,000 or
+24,000, README).
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ PAIRS: Registry[DomainPair] = Registry("pair")
 _IMAGE = BridgeConfig(shared_dim=8, n_layers=4, width=512, beta_kl=0.005, beta_swd=1.0, beta_cls=0.05,
                       steps=4_000)
 _IMAGE_AUDIO = BridgeConfig(shared_dim=16, n_layers=8, width=1024, beta_kl=0.01, beta_swd=3.0,
-                            beta_cls=0.3, steps=4_000)
+                            beta_cls=0.3, steps=8_000)
 
 PAIRS.register("mnist_mnist", DomainPair("mnist_vae", "mnist_vae_b", _IMAGE,
                                          "two MNIST VAEs trained with different seeds"))

@@ -39,7 +39,7 @@ def demo(pair: str = "mnist_mnist") -> TrialConfig:
 
     For mnist_mnist's 4x512 bridge about 4.5 minutes of training on one CPU thread: 175 ms a step,
     measured on a 2-core Intel Xeon (2026-12-07, one torch thread, load ~6), in line with the README's
-    688 s for 4,000 steps. mnist_spoken's 8x1024 bridge took 2,412 s for 4,000 steps on two threads
-    (README): about 15 minutes for these 1,500.
+    688 s for 4,000 steps. mnist_spoken's 8x1024 bridge took 1,656 s for 4,000 steps on two threads
+    (README): about 10 minutes for these 1,500.
     """
     return TrialConfig(pair=pair, bridge=dataclasses.replace(PAIRS[pair].paper, steps=1500), base="full")
