@@ -9,10 +9,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-import yaml
+from test_sweep_run import CLI, tiny_sweep
 
 ROOT = Path(__file__).resolve().parents[1]
-CLI = "import ltrans.cli_sweep; from ltrans.cli import main; main()"
 # A local Ray as `ltrans sweep run` starts one (init_ray(None), after ray is imported); prints its GCS
 # address and the token it chose, then waits for stdin to close.
 LOCAL = """
@@ -57,15 +56,6 @@ def clean_env(home: Path, **extra: str) -> dict[str, str]:
     """os.environ without any Ray authentication setting, HOME (and so ~/.ray) in ``home``."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_AUTH")}
     return env | {"HOME": str(home), "LTRANS_RAY_CPUS": "1"} | extra
-
-
-def tiny_sweep(tmp_path: Path) -> Path:
-    doc = {"name": "tiny", "preset": "smoke", "pairs": ["mnist_mnist"], "budget": 1, "sampler": "random",
-           "objectives": [{"name": "transfer_mean", "direction": "maximize"}],
-           "space": {"bridge.beta_swd": {"type": "float", "low": 0.1, "high": 10.0, "log": True}}}
-    path = tmp_path / "tiny.yaml"
-    path.write_text(yaml.safe_dump(doc))
-    return path
 
 
 def start(script: str, env: dict[str, str]) -> tuple[subprocess.Popen, list[str]]:
