@@ -25,6 +25,10 @@ from ltrans.metrics.row import MetricsRow, config_hash, git_sha
 from ltrans.metrics.transfer import Side, evaluate
 from ltrans.pairs import PAIRS
 
+# A row records the commit of the code that ran: the checkout's as this module is imported (git_sha keeps
+# its first answer), not the HEAD when a trial of hours ends after a commit in between.
+git_sha()
+
 METHODS = ("bridge", "procrustes")
 PROCRUSTES = ("orthogonal", "lstsq")  # ltrans.bridge.procrustes.fit_procrustes's methods
 

@@ -151,3 +151,35 @@ def test_the_seed_range_is_what_every_seeded_generator_takes():
 @pytest.mark.parametrize("pair", PAIRS.names())
 def test_every_preset_gives_the_bridge_its_pairs_class_count(preset, pair):
     assert PRESETS[preset](pair).bridge.n_classes == pair_classes(pair) == 10
+
+
+def test_a_row_names_the_commit_imported_not_the_head_when_it_ends(tmp_path):
+    """The trial's code is fixed when ltrans.pipeline is imported; a commit made while it runs is not its code."""
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import ltrans
+
+    repo = tmp_path / "checkout"
+    shutil.copytree(Path(ltrans.__file__).parent, repo / "ltrans", ignore=shutil.ignore_patterns("__pycache__"))
+    env = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t",
+           "GIT_COMMITTER_EMAIL": "t@t", "HOME": str(tmp_path), "PATH": "/usr/bin:/bin"}
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=repo, env=env, capture_output=True, text=True,
+                              check=True).stdout.strip()
+
+    git("init", "-q")
+    git("add", ".")
+    git("commit", "-q", "-m", "the code a trial runs")
+    started = git("rev-parse", "HEAD")
+    script = ("import subprocess, sys, ltrans.pipeline\n"
+              "subprocess.run(['git', 'commit', '-q', '--allow-empty', '-m', 'later'], check=True)\n"
+              "from ltrans.metrics.row import git_sha\n"
+              "print(git_sha())\n")
+    out = subprocess.run([sys.executable, "-c", script], cwd=repo, env=env | {"PYTHONPATH": str(repo)},
+                         capture_output=True, text=True, check=True).stdout.split()
+    assert git("rev-parse", "HEAD") != started  # HEAD moved while the "trial" ran
+    assert out[-1] == started
