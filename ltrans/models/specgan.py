@@ -245,7 +245,7 @@ def train_specgan(
 # fraction over 2,000 draws at 1k..12k steps 4.3, 7.9, 14.1, 15.9, 22.0, 24.3, 28.2, 30.7, 30.5, 34.5,
 # 36.6, 37.2%, still rising; at 12,000 steps (3,889 s) 36.5% of 20,000 draws, per class [666, 428, 633,
 # 905, 797, 230, 1225, 1728, 183, 506]: "five" and "eight" are rarely sharp enough, so gan_selection draws
-# more rounds until each class has its 1,700 (ltrans.latents.GAN_SELECTION: ~200,000 draws). EMA decays
+# more rounds until each class has its 1,700 (ltrans.latents.GAN_SELECTION then: ~200,000 draws). EMA decays
 # 0.999 / 0.9995 scored lower than 0.995 at every checkpoint (36.7 / 34.4% at 12k).
 # On the 1,000-clip dataset (2026-12-07; 12,000 steps, 5,134 s on one thread beside other jobs), judged by
 # the classifier retrained on it: 41.5% of 2,000 draws confident, per class [81, 89, 53, 105, 59, 38, 148,
