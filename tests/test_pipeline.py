@@ -4,11 +4,17 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+import ltrans
 from ltrans.config import override
 from ltrans.errors import UserError
 from ltrans.latents import GAN_SELECTION
@@ -155,17 +161,10 @@ def test_every_preset_gives_the_bridge_its_pairs_class_count(preset, pair):
 
 def test_a_row_names_the_commit_imported_not_the_head_when_it_ends(tmp_path):
     """The trial's code is fixed when ltrans.pipeline is imported; a commit made while it runs is not its code."""
-    import shutil
-    import subprocess
-    import sys
-    from pathlib import Path
-
-    import ltrans
-
     repo = tmp_path / "checkout"
     shutil.copytree(Path(ltrans.__file__).parent, repo / "ltrans", ignore=shutil.ignore_patterns("__pycache__"))
     env = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t",
-           "GIT_COMMITTER_EMAIL": "t@t", "HOME": str(tmp_path), "PATH": "/usr/bin:/bin"}
+           "GIT_COMMITTER_EMAIL": "t@t", "HOME": str(tmp_path), "PATH": os.environ["PATH"]}
 
     def git(*args: str) -> str:
         return subprocess.run(["git", *args], cwd=repo, env=env, capture_output=True, text=True,
@@ -175,7 +174,7 @@ def test_a_row_names_the_commit_imported_not_the_head_when_it_ends(tmp_path):
     git("add", ".")
     git("commit", "-q", "-m", "the code a trial runs")
     started = git("rev-parse", "HEAD")
-    script = ("import subprocess, sys, ltrans.pipeline\n"
+    script = ("import subprocess, ltrans.pipeline\n"
               "subprocess.run(['git', 'commit', '-q', '--allow-empty', '-m', 'later'], check=True)\n"
               "from ltrans.metrics.row import git_sha\n"
               "print(git_sha())\n")
