@@ -70,18 +70,20 @@ class GanSelection:
 # free, so the embedded data sets no bound here, and the count is what lets a bridge learn the GAN's class
 # regions: a bridge fits its kept latents far better than it generalises to held-out ones (mnist_spoken's
 # 8x1024 paper bridge with 1,700: class kept through the GAN round trip for 94% of training latents, 77%
-# of held-out ones; mnist_vae_gan's 4x512: 99% / 84%). We keep 5,000 per class, still every class's most
-# confident ~quarter of its argmax draws (spoken "eight": 5,000 of ~21,000). Measured 2026-12-07 (seed 0,
-# paper presets, on held-out latents of the 5,000 selection that neither bridge trained on, 663 / 654):
-# mnist_spoken B -> A 0.873 with 5,000 against 0.784 with 1,700 (A -> B on the same MNIST digits 0.914
-# against 0.899); mnist_vae_gan 0.781 against 0.644 (A -> B 0.946 / 0.945). Earlier (2026-11, a 100-256-10
-# MLP probe): the class of a kept mnist_gan latent is predicted for 73% / 79% / 83% with 400 / 1,000 /
-# 1,900 training latents per class, spoken_specgan 69% / 80% / 84% (400 / 1,000 / 1,700). Rounds of 20,000
-# draws until every class has 5,000 at softmax >= 0.9 and is the argmax of >= 7,000 draws, at most
-# 600,000; 100 per class held out for evaluation. mnist_gan: 160,000 draws (93 s on one thread; its
-# rarest, "four", 3.5% of draws at >= 0.9), spoken_specgan: 260,000 (442 s on two threads; "eight" 1.9%).
+# of held-out ones; mnist_vae_gan's 4x512: 99% / 84%). We keep 10,000 per class, all at softmax >= 0.9:
+# a quarter (spoken "eight") to three fifths (mnist_gan "four": 10,483 of 16,622) of a class's argmax draws.
+# Measured 2026-12-07 (seed 0, paper presets), on held-out latents that no bridge of the comparison
+# trained on: mnist_vae_gan B -> A 0.724 / 0.807 / 0.852 with 1,700 / 5,000 / 10,000 a class (514
+# latents; A -> B on the same MNIST digits 0.945 / 0.946 / 0.942). mnist_spoken's 8x1024 bridge, on each
+# selection's own held-out latents: 0.920 / 0.927 with 10,000, 0.914 / 0.877 with 5,000.
+# Earlier (2026-11, a 100-256-10 MLP probe): the class of a kept mnist_gan latent is predicted for
+# 73% / 79% / 83% with 400 / 1,000 / 1,900 training latents per class, spoken_specgan 69% / 80% / 84%
+# (400 / 1,000 / 1,700). Rounds of 20,000 draws until every class has 10,000 at softmax >= 0.9 and is
+# the argmax of >= 7,000 draws, at most 1,200,000; 100 per class held out for evaluation. mnist_gan:
+# 300,000 draws (217 s on one thread beside a bridge; its rarest, "four", 3.5% of draws at >= 0.9),
+# spoken_specgan: 520,000 (988 s on two threads beside other runs; "eight" 1.9%).
 # "tiny" base models (tests) keep few, with no threshold.
-GAN_SELECTION = {"full": GanSelection(20_000, 5_000, 100, 0.9, 600_000, candidates=7_000),
+GAN_SELECTION = {"full": GanSelection(20_000, 10_000, 100, 0.9, 1_200_000, candidates=7_000),
                  "tiny": GanSelection(2_000, 20, 5, 0.0, 2_000)}
 GAN_MIN_CONFIDENCE = GAN_SELECTION["full"].min_confidence
 LATENTS_FORMAT = 2  # 2: GAN classes filled by their own probability (tiny preset)

@@ -4,10 +4,11 @@ Settings are the authors' run notes (DESIGN.md section 1 table). Steps are scale
 data: the paper's 20k-50k steps at batch 512 are ~170-430 passes over 60k examples; our domains
 have 4,000-8,000 training latents, and the bridges converge in far fewer steps (measured in the
 issue-4 closing note), so each pair's ``paper`` setting keeps the authors' values and sets ``steps``.
-mnist_spoken's GAN side is larger (49,000 kept latents, ltrans.latents.GAN_SELECTION; the paper's 17,000
-got 50k steps), so its bridge gets 8,000: the paper's 8x1024 bridge reaches 0.914 / 0.877 there
-(2026-12-07, seed 0; with 1,700 latents a class 0.899 / 0.798 after 8,000 steps against 0.849 / 0.757
-after 4,000; a 4x512 one gained from 4,000 to 8,000 steps and no more by 16,000 or 24,000, README).
+mnist_spoken's GAN side is larger (99,000 kept latents, ltrans.latents.GAN_SELECTION; the paper's 17,000
+got 50k steps), so its bridge gets 8,000: the paper's 8x1024 bridge reaches 0.920 / 0.927 there
+(2026-12-07, seed 0; with 5,000 latents a class 0.914 / 0.877; with 1,700 0.899 / 0.798 after 8,000
+steps against 0.849 / 0.757 after 4,000; a 4x512 one gained from 4,000 to 8,000 steps and no more by
+16,000 or 24,000, README).
 """
 
 from __future__ import annotations
