@@ -71,11 +71,13 @@ class GanSelection:
 # regions: a bridge fits its kept latents far better than it generalises to held-out ones (mnist_spoken's
 # 8x1024 paper bridge with 1,700: class kept through the GAN round trip for 94% of training latents, 77%
 # of held-out ones; mnist_vae_gan's 4x512: 99% / 84%). We keep 10,000 per class, all at softmax >= 0.9:
-# a quarter (spoken "eight") to three fifths (mnist_gan "four": 10,483 of 16,622) of a class's argmax draws.
+# a quarter (spoken "eight": of 40,967) to three fifths (mnist_gan "four": of 16,622) of its argmax draws.
 # Measured 2026-12-07 (seed 0, paper presets), on held-out latents that no bridge of the comparison
 # trained on: mnist_vae_gan B -> A 0.724 / 0.807 / 0.852 with 1,700 / 5,000 / 10,000 a class (514
-# latents; A -> B on the same MNIST digits 0.945 / 0.946 / 0.942). mnist_spoken's 8x1024 bridge, on each
-# selection's own held-out latents: 0.920 / 0.927 with 10,000, 0.914 / 0.877 with 5,000.
+# latents; A -> B on the same MNIST digits 0.945 / 0.946 / 0.942), mnist_spoken 0.829 / 0.891 / 0.919
+# (521; A -> B 0.899 / 0.914 / 0.920). mnist_spoken's 8x1024 bridge, on each selection's own held-out
+# latents: 0.920 / 0.927 with 10,000, 0.914 / 0.877 with 5,000; class kept through its GAN round trip for
+# 94% of training latents and 88% of held-out ones (92% / 82% with 5,000).
 # Earlier (2026-11, a 100-256-10 MLP probe): the class of a kept mnist_gan latent is predicted for
 # 73% / 79% / 83% with 400 / 1,000 / 1,900 training latents per class, spoken_specgan 69% / 80% / 84%
 # (400 / 1,000 / 1,700). Rounds of 20,000 draws until every class has 10,000 at softmax >= 0.9 and is
