@@ -13,6 +13,8 @@ LOG_INTERVAL_S = 30.0
 
 
 def progress_bar(total: int, enabled: bool, desc: str) -> tqdm:
-    interactive = sys.stderr.isatty()
-    return tqdm(total=total, disable=not enabled, desc=desc, leave=False, dynamic_ncols=interactive,
-                mininterval=0.1 if interactive else LOG_INTERVAL_S)
+    if sys.stderr.isatty():
+        return tqdm(total=total, disable=not enabled, desc=desc, leave=False, dynamic_ncols=True)
+    # maxinterval too: tqdm's monitor thread otherwise forces a redraw after 10 s without one.
+    return tqdm(total=total, disable=not enabled, desc=desc, leave=False, mininterval=LOG_INTERVAL_S,
+                maxinterval=LOG_INTERVAL_S)
