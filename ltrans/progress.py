@@ -13,8 +13,7 @@ LOG_INTERVAL_S = 30.0
 
 
 def progress_bar(total: int, enabled: bool, desc: str) -> tqdm:
-    if sys.stderr.isatty():
-        return tqdm(total=total, disable=not enabled, desc=desc, leave=False, dynamic_ncols=True)
-    # maxinterval too: tqdm's monitor thread otherwise forces a redraw after 10 s without one.
-    return tqdm(total=total, disable=not enabled, desc=desc, leave=False, mininterval=LOG_INTERVAL_S,
-                maxinterval=LOG_INTERVAL_S)
+    # In a log, maxinterval too: tqdm's monitor thread otherwise forces a redraw after 10 s without one.
+    pace = ({"dynamic_ncols": True} if sys.stderr.isatty()
+            else {"mininterval": LOG_INTERVAL_S, "maxinterval": LOG_INTERVAL_S})
+    return tqdm(total=total, disable=not enabled, desc=desc, leave=False, **pace)
