@@ -82,8 +82,9 @@ class GanSelection:
 # 73% / 79% / 83% with 400 / 1,000 / 1,900 training latents per class, spoken_specgan 69% / 80% / 84%
 # (400 / 1,000 / 1,700). Rounds of 20,000 draws until every class has 10,000 at softmax >= 0.9 and is
 # the argmax of >= 7,000 draws, at most 1,200,000; 100 per class held out for evaluation. mnist_gan:
-# 300,000 draws (217 s on one thread beside a bridge; its rarest, "four", 3.5% of draws at >= 0.9),
-# spoken_specgan: 520,000 (988 s on two threads beside other runs; "eight" 1.9%).
+# 300,000 draws (262 s by `ltrans latents build mnist_gan`, one thread beside a bridge; its rarest,
+# "four", 3.5% of draws at >= 0.9), spoken_specgan: 520,000 (988 s on two threads beside other runs;
+# "eight" 1.9%).
 # "tiny" base models (tests) keep few, with no threshold.
 GAN_SELECTION = {"full": GanSelection(20_000, 10_000, 100, 0.9, 1_200_000, candidates=7_000),
                  "tiny": GanSelection(2_000, 20, 5, 0.0, 2_000)}
