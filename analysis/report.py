@@ -127,7 +127,9 @@ def _runs_table(results: Results) -> str:
         counts = t["status"].value_counts() if not t.empty else {}
         status = ", ".join(f"{k} {int(counts.get(k, 0))}" for k in ("ok", "pruned", "failed"))
         machine = prov.get("machine") or {}
-        where = f"{machine.get('host', '?')}, {machine.get('cpus', '?')} CPUs, {len(machine.get('gpus') or [])} GPUs"
+        cpu = f" ({machine['cpu']})" if machine.get("cpu") else ""  # runs before 2026-12-08 lack it
+        where = (f"{machine.get('host', '?')}, {machine.get('cpus', '?')} CPUs{cpu}, "
+                 f"{len(machine.get('gpus') or [])} GPUs")
         smoke = " (smoke test)" if run.spec.get("smoke") else ""
         cells = [run.label, f"{run.spec.get('name', '?')}{smoke}", f"{len(t)} of {run.spec.get('budget', '?')}",
                  status, str(prov.get("git_sha", "?"))[:12], str(prov.get("time", "?")), where, str(run.path)]

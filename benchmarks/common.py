@@ -13,6 +13,8 @@ from typing import Any
 
 import torch
 
+from ltrans.sweep.results import cpu_model
+
 
 def add_common_args(parser, name: str) -> None:
     """--quick, --device, --threads and --json, the same in every benchmark."""
@@ -66,7 +68,7 @@ def count_flops(fn: Callable[[], Any]) -> int:
 
 def machine(device: str) -> dict[str, Any]:
     """Where the numbers were measured."""
-    out = {"platform": platform.platform(), "cpus": os.cpu_count(), "torch": torch.__version__,
+    out = {"platform": platform.platform(), "cpu": cpu_model(), "cpus": os.cpu_count(), "torch": torch.__version__,
            "threads": torch.get_num_threads(), "device": device,
            "load_average": os.getloadavg() if hasattr(os, "getloadavg") else None}
     if device.startswith("cuda"):

@@ -247,6 +247,16 @@ def test_two_runs_are_compared_in_the_same_figures(tmp_path):
     assert len(colours) == 2  # the run is the colour
 
 
+def test_the_runs_table_names_the_cpu_where_provenance_records_it(tmp_path):
+    old = write_run(tmp_path / "old", [trial(0)])  # written before provenance recorded the CPU model
+    new = write_run(tmp_path / "new", [trial(0)])
+    prov = json.loads((new / "provenance.json").read_text())
+    prov["machine"]["cpu"] = "AMD EPYC 7B13"
+    (new / "provenance.json").write_text(json.dumps(prov))
+    page = write_report([old, new], tmp_path / "both.html").path.read_text()
+    assert "<td>h, 2 CPUs (AMD EPYC 7B13), 0 GPUs</td>" in page and "<td>h, 2 CPUs, 0 GPUs</td>" in page
+
+
 @pytest.mark.parametrize("case", ["all_failed", "one_trial", "no_curves", "no_trials"])
 def test_partial_runs_give_a_report_that_says_what_is_missing(tmp_path, case):
     rows = {"all_failed": [trial(0, status="failed"), trial(1, status="pruned")], "one_trial": [trial(0)],

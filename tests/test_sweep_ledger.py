@@ -10,6 +10,8 @@ from ltrans.sweep.results import (
     TRIALS_LEDGER,
     Ledger,
     best_entries,
+    cpu_model,
+    provenance,
     trial_row,
     write_parquets,
 )
@@ -75,3 +77,31 @@ def test_parquets_of_a_run_where_no_trial_has_finished_still_have_their_columns(
     assert trials.empty and list(trials.columns) == list(IDENTITY)  # `ltrans report` reads status and pair
     assert trial_row(entry(0)).keys() >= set(IDENTITY)  # the same columns as when rows exist
     assert {"number", "step"} <= set(pd.read_parquet(tmp_path / "curves.parquet").columns)
+
+
+X86_CPUINFO = """processor\t: 0
+vendor_id\t: AuthenticAMD
+cpu family\t: 25
+model\t\t: 1
+model name\t: AMD EPYC 7B13
+stepping\t: 1
+
+processor\t: 1
+vendor_id\t: AuthenticAMD
+model name\t: AMD EPYC 7B13
+"""
+ARM_CPUINFO = """processor\t: 0
+BogoMIPS\t: 50.00
+Features\t: fp asimd evtstrm aes pmull sha1 sha2 crc32
+CPU implementer\t: 0x41
+"""
+
+
+def test_cpu_model_reads_the_model_name_of_proc_cpuinfo_and_falls_back_without_one(tmp_path):
+    x86, arm = tmp_path / "x86", tmp_path / "arm"
+    x86.write_text(X86_CPUINFO)
+    arm.write_text(ARM_CPUINFO)  # aarch64 Linux has no "model name" line
+    assert cpu_model(x86) == "AMD EPYC 7B13"
+    fallback = cpu_model(tmp_path / "missing")
+    assert fallback and fallback == cpu_model(arm)  # platform's answer, the same whichever way it is reached
+    assert provenance("sha", [])["machine"]["cpu"] == cpu_model()

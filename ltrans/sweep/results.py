@@ -159,8 +159,24 @@ def provenance(code_version: str, argv: list[str]) -> dict[str, Any]:
         "python": sys.version.split()[0],
         "packages": {n: _version(n) for n in ("ltrans", "torch", "ray", "optuna", "numpy", "pandas", "pyarrow")},
         "machine": {"host": socket.gethostname(), "platform": platform.platform(),
-                    "processor": platform.machine(), "cpus": os.cpu_count(), "gpus": _gpus()},
+                    "processor": platform.machine(), "cpu": cpu_model(), "cpus": os.cpu_count(),
+                    "gpus": _gpus()},
     }
+
+
+def cpu_model(cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
+    """The CPU's model name (Linux's /proc/cpuinfo), else what ``platform`` knows. Worth recording: a
+    seed fixes every random draw but not the order in which the CPU's kernels add, so the same code and
+    seed can give figures a few thousandths apart on another CPU model or thread count."""
+    try:
+        with open(cpuinfo) as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                if key.strip() == "model name" and value.strip():
+                    return value.strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown"
 
 
 def _gpus() -> list[str]:
