@@ -108,9 +108,10 @@ def test_packed_rows_are_run_trial_rows(pair):
     subset, want = untimed(packed[2]), untimed(alone[2])  # a label subset: equal to float rounding
     assert subset["status"] == want["status"] == "ok" and subset["config_hash"] == want["config_hash"]
     # Rounding apart for 200 steps moves a few of the 200 evaluation examples across a class boundary
-    # (3 on 2026-12-07, 0.015): agreement to 5 examples, while the losses agree to 1e-3.
+    # (3 on 2026-12-07, 0.015; 5 on an AMD EPYC on 2026-12-08, 0.025, whose kernels round otherwise):
+    # agreement to 8 examples, while the losses agree to 1e-3.
     for key in ("transfer_a_to_b", "transfer_b_to_a", "recon_a", "recon_b"):
-        assert subset[key] == pytest.approx(want[key], abs=0.025), key
+        assert subset[key] == pytest.approx(want[key], abs=0.04), key
     assert subset["loss_total"] == pytest.approx(want["loss_total"], rel=1e-3)
 
 
